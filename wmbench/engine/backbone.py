@@ -1,0 +1,45 @@
+"""The backbone seam: a causal sequence model over embeddings, with a key/value (or recurrent) cache."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+
+class Cache(Protocol):
+    """What the engine needs of a backbone's cache; everything else about it is the backbone's own."""
+
+    @property
+    def num_tokens(self) -> int:
+        """Tokens consumed so far."""
+
+    def select(self, index: torch.Tensor) -> Cache:
+        """The cache restricted to the batch rows in ``index`` (batch pruning)."""
+
+
+class Backbone(nn.Module):
+    """Turns embeddings ``[B, T, d_model]`` into hidden states ``[B, T, d_model]``, causally.
+
+    Output at position t depends on inputs at positions <= t only. With a cache, ``forward`` continues
+    the sequence the cache holds and must give what a full forward over the whole sequence gives.
+    A backbone sees embeddings only: tokens, actions and rewards belong to the world model.
+    """
+
+    d_model: int
+    """Width of the embeddings it takes and the hidden states it returns."""
+    max_tokens: int
+    """Longest sequence (cache included) it accepts."""
+
+    def new_cache(self, batch_size: int) -> Cache:
+        """An empty cache for ``batch_size`` sequences of up to ``max_tokens`` tokens."""
+        raise NotImplementedError
+
+    def forward(self, embeds: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:
+        """Hidden states for ``embeds``; with a cache, appends to it (in place) and attends over it."""
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        """Facts for summaries (model name, revision, quantisation, ...); JSON-ready."""
+        return {}

@@ -1,0 +1,26 @@
+"""The one error type the CLI turns into a single line and exit code 2."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class WmbenchError(Exception):
+    """A problem with the user's input: shown as one line, never as a traceback."""
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """' (did you mean X?)' for the closest choice, or '' when nothing is close."""
+    choices = list(choices)
+    lowered = {c.lower(): c for c in choices}
+    close = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
+    return f" (did you mean {lowered[close[0]]!r}?)" if close else ""
+
+
+def unknown(kind: str, name: str, choices: Iterable[str]) -> WmbenchError:
+    """The error for an unknown name of some kind, with a suggestion and the choices."""
+    choices = sorted(choices)
+    hint = did_you_mean(name, choices)
+    shown = ", ".join(choices[:30]) + (", ..." if len(choices) > 30 else "")
+    return WmbenchError(f"unknown {kind} {name!r}{hint}; choose from: {shown}")

@@ -123,6 +123,8 @@ class TrainingConfig:
     """The epoch schedule."""
 
     epochs: int = 600
+    sampling_weights: tuple[float, ...] = (0.125, 0.125, 0.25, 0.5)
+    """Episode sampling weights per recency bucket, oldest first (empty: uniform)."""
     collect: CollectConfig = field(default_factory=CollectConfig)
     tokenizer: TokenizerTrainConfig = field(default_factory=TokenizerTrainConfig)
     world_model: WorldModelTrainConfig = field(default_factory=WorldModelTrainConfig)

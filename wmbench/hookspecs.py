@@ -20,7 +20,7 @@ def wmbench_register_backbones(register: Register) -> None:
     """Register world-model backbones, once, when the plugins load.
 
     Call ``register(name, build, options=OptionsDataclass, summary="...")``. ``build(options, shape)`` gets the
-    plugin's frozen options dataclass and the :class:`wmbench.config.WorldModelConfig`, and returns a
+    plugin's frozen options dataclass and a :class:`wmbench.engine.backbone.BackboneShape`, and returns a
     :class:`wmbench.engine.backbone.Backbone`. Import heavy libraries inside ``build``, not at module level.
     """
 

@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
 from torch import nn
+
+
+@dataclass(frozen=True)
+class BackboneShape:
+    """What a backbone's ``build(options, shape)`` is asked for (scratch backbones follow it all)."""
+
+    embed_dim: int
+    num_layers: int
+    num_heads: int
+    dropout: float
+    max_blocks: int
+    tokens_per_block: int
+
+    @property
+    def max_tokens(self) -> int:
+        """Longest sequence the world model will feed."""
+        return self.max_blocks * self.tokens_per_block
 
 
 class Cache(Protocol):
@@ -39,6 +57,10 @@ class Backbone(nn.Module):
     def forward(self, embeds: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:
         """Hidden states for ``embeds``; with a cache, appends to it (in place) and attends over it."""
         raise NotImplementedError
+
+    def observation_embedding(self, vocab_size: int) -> nn.Module | None:
+        """A module embedding image tokens ``0..vocab_size-1`` at width ``d_model``, or None for the world model's own."""
+        return None
 
     def describe(self) -> dict[str, Any]:
         """Facts for summaries (model name, revision, quantisation, ...); JSON-ready."""

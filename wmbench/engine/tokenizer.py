@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -23,6 +25,10 @@ class Tokenizer(nn.Module):
     def loss(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
         """Training losses on a batch of frames in [0, 1]; ``"total"`` is the one to minimise."""
         raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        """Facts for summaries (perceptual loss on or off, ...); JSON-ready."""
+        return {}
 
     @torch.no_grad()
     def reconstruct(self, frames: torch.Tensor) -> torch.Tensor:

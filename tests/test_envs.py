@@ -1,0 +1,210 @@
+"""The Atari layer: game names, IRIS's wrappers (on a fake env and on the ALE) and score normalisation."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from importlib import resources
+
+import gymnasium
+import numpy as np
+import pytest
+
+from wmbench.config import EnvConfig
+from wmbench.envs import atari
+from wmbench.errors import WmbenchError
+
+
+class FakeAtari(gymnasium.Env):
+    """Frame t has pixel (0, 0) = t and pixel (0, 1) = 100 - t; reward 5 per frame; a life is lost at each
+    frame in ``life_lost_at`` and the game is over at ``game_over_at``."""
+
+    observation_space = gymnasium.spaces.Box(0, 255, (8, 8, 3), np.uint8)
+    action_space = gymnasium.spaces.Discrete(3)
+
+    def __init__(self, life_lost_at=(), game_over_at=1000):
+        self.life_lost_at = life_lost_at
+        self.game_over_at = game_over_at
+        self.resets = 0
+
+    def get_action_meanings(self):
+        return ["NOOP", "FIRE", "LEFT"]
+
+    def _obs(self):
+        obs = np.zeros((8, 8, 3), np.uint8)
+        obs[0, 0, 0], obs[0, 1, 0] = self.t, 100 - self.t
+        return obs
+
+    def _lives(self):
+        return 3 - sum(self.t >= f for f in self.life_lost_at)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        self.resets += 1
+        return self._obs(), {"lives": self._lives()}
+
+    def step(self, action):
+        self.t += 1
+        return self._obs(), 5.0, self.t >= self.game_over_at, False, {"lives": self._lives()}
+
+
+FAKE = EnvConfig(size=8, noop_max=1)
+
+
+def test_games_match_the_score_tables():
+    assert len(atari.GAMES) == 26
+    for kind in ("human", "random"):
+        table = json.loads((resources.files("wmbench") / "data" / f"{kind}.json").read_text())
+        assert list(table) == list(atari.GAMES)
+
+
+@pytest.mark.parametrize("name", ["breakout", "Breakot"])
+def test_unknown_game_suggests(name):
+    with pytest.raises(WmbenchError, match="did you mean 'Breakout'"):
+        atari.check_game(name)
+    with pytest.raises(WmbenchError):
+        atari.make_env(name, EnvConfig(), train=True, seed=0)
+    with pytest.raises(WmbenchError):
+        atari.human_normalised(name, 1.0)
+
+
+def test_imports_stay_cheap():
+    code = (
+        "import sys, wmbench; assert 'gymnasium' not in sys.modules\n"
+        "import wmbench.envs.atari; assert not {'ale_py', 'cv2'} & set(sys.modules)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_skip_sums_rewards_and_pools_last_two_frames():
+    env = atari.MaxAndSkip(FakeAtari(), skip=4)
+    env.reset()
+    obs, reward, terminated, truncated, _ = env.step(1)
+    assert reward == 20.0  # 4 frames x 5, not clipped
+    assert (obs[0, 0, 0], obs[0, 1, 0]) == (4, 97)  # max of frames 3 and 4
+    single = atari.MaxAndSkip(FakeAtari(), skip=1)
+    single.reset()
+    assert single.step(0)[0][0, 1, 0] == 99
+
+
+def test_skip_stops_at_the_end_of_an_episode():
+    env = atari.MaxAndSkip(FakeAtari(game_over_at=6), skip=4)
+    env.reset()
+    env.step(0)
+    obs, reward, terminated, _, _ = env.step(0)
+    assert terminated and reward == 10.0 and obs[0, 0, 0] == 6
+
+
+def test_frame_cap_truncates():
+    env = atari.wrap(FakeAtari(), replace(FAKE, max_frames_test=10), train=False)
+    _, info = env.reset()
+    assert info["frames"] == 1  # exactly one no-op in the test env
+    steps = [env.step(0) for _ in range(3)]
+    assert [s[3] for s in steps] == [False, False, True]
+    assert steps[-1][4]["frames"] == 10 and steps[-1][1] == 5.0  # the last step stopped at the cap
+
+
+def test_life_loss_ends_train_episodes_and_the_game_goes_on():
+    fake = FakeAtari(life_lost_at=(10,), game_over_at=20)
+    env = atari.wrap(fake, FAKE, train=True)
+    env.reset()
+    terminated = [env.step(0)[2] for _ in range(3)]  # frames 5, 9, 13
+    assert terminated == [False, False, True]
+    obs, info = env.reset()
+    assert fake.resets == 1 and info["frames"] == 17 and info["lives"] == 2  # one no-op step, no real reset
+    assert env.step(0)[2]  # game over at frame 20
+    env.reset()
+    assert fake.resets == 2 and env.reset(seed=1)[1]["frames"] == 1
+
+
+def test_life_loss_does_not_end_test_episodes():
+    env = atari.wrap(FakeAtari(life_lost_at=(10,), game_over_at=20), FAKE, train=False)
+    env.reset()
+    results = [env.step(0) for _ in range(5)]
+    assert [r[2] for r in results] == [False] * 4 + [True]
+    assert results[3][4]["lives"] == 2
+
+
+def test_noops_are_action_zero():
+    class NoNoop(FakeAtari):
+        def get_action_meanings(self):
+            return ["FIRE", "NOOP"]
+
+    with pytest.raises(ValueError, match="NOOP"):
+        atari.wrap(NoNoop(), EnvConfig(), train=True)
+
+
+def test_breakout_observations_and_noops():
+    env = atari.make_env("Breakout", EnvConfig(), train=True, seed=0)
+    assert env.observation_space.shape == (64, 64, 3)
+    frames = set()
+    for seed in range(5):
+        obs, info = env.reset(seed=seed)
+        assert obs.shape == (64, 64, 3) and obs.dtype == np.uint8
+        assert 1 <= info["frames"] <= 30 and info["lives"] == 5
+        frames.add(info["frames"])
+    assert len(frames) > 1
+    obs, reward, _, _, info = env.step(1)
+    assert obs.shape == (64, 64, 3) and obs.dtype == np.uint8 and isinstance(reward, float)
+    assert set(info) >= {"lives", "frames"}
+    test_env = atari.make_env("Breakout", EnvConfig(size=32), train=False, seed=0)
+    obs, info = test_env.reset()
+    assert obs.shape == (32, 32, 3) and info["frames"] == 1
+
+
+def _rollout(env, seed, steps, reset_seed=None):
+    """Random actions until the episode ends: [first obs, (obs, reward, terminated, truncated, lives), ...]."""
+    rng = np.random.default_rng(seed)
+    obs, _ = env.reset(seed=reset_seed)
+    out = [obs]
+    for _ in range(steps):
+        obs, reward, terminated, truncated, info = env.step(int(rng.integers(env.action_space.n)))
+        out.append((obs, reward, terminated, truncated, info["lives"]))
+        if terminated or truncated:
+            break
+    return out
+
+
+def test_breakout_life_loss_train_vs_test():
+    train = _rollout(atari.make_env("Breakout", EnvConfig(), train=True, seed=0), 0, 300)
+    assert train[-1][2] and train[-1][4] == 4  # the first life lost ends the episode
+    test = _rollout(atari.make_env("Breakout", EnvConfig(), train=False, seed=0), 0, 1000)
+    assert test[-1][2] and test[-1][4] == 0  # only the game over ends it
+    assert {step[4] for step in test[1:-1]} == {1, 2, 3, 4, 5}
+
+
+def test_frame_cap_on_the_ale():
+    env = atari.make_env("Breakout", replace(EnvConfig(), max_frames_test=200), train=False, seed=0)
+    steps = _rollout(env, 0, 100)
+    assert len(steps) == 51 and steps[-1][3] and not steps[-1][2]  # 1 no-op + 49 x 4 + 3 frames
+
+
+def test_rewards_are_not_clipped():
+    steps = _rollout(atari.make_env("Asterix", EnvConfig(), train=False, seed=0), 0, 100)
+    assert max(step[1] for step in steps[1:]) > 1
+
+
+def test_seeding_is_reproducible():
+    a = _rollout(atari.make_env("Pong", EnvConfig(), train=True, seed=3), 0, 50)
+    b = _rollout(atari.make_env("Pong", EnvConfig(), train=True, seed=3), 0, 50, reset_seed=3)
+    assert len(a) == len(b)
+    np.testing.assert_array_equal(a[0], b[0])
+    for x, y in zip(a[1:], b[1:]):
+        np.testing.assert_array_equal(x[0], y[0])
+        assert x[1:] == y[1:]
+
+
+def test_action_sets():
+    assert atari.num_actions("Breakout") == 4
+    assert atari.num_actions("Pong") == 6
+    assert atari.action_names("Breakout") == ["NOOP", "FIRE", "RIGHT", "LEFT"]
+
+
+def test_human_normalised():
+    assert atari.human_normalised("Breakout", 30.5) == pytest.approx(1.0)
+    assert atari.human_normalised("Breakout", 1.7) == pytest.approx(0.0)
+    assert atari.human_normalised("Breakout", 16.1) == pytest.approx(0.5)
+    assert atari.human_normalised("Pong", -20.7 + 2 * 35.3) == pytest.approx(2.0)

@@ -1,0 +1,66 @@
+"""The agent: tokenizer, world model and actor-critic, built from a run config through the plugin registry."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from wmbench.config import RunConfig
+from wmbench.engine.actor_critic import ActorCritic
+from wmbench.engine.backbone import Backbone, BackboneShape
+from wmbench.engine.imagination import sample
+from wmbench.engine.tokenizer import Tokenizer
+from wmbench.engine.world_model import WorldModel
+from wmbench.errors import WmbenchError
+from wmbench.plugins import Registry
+
+COMPONENTS = ("tokenizer", "world_model", "actor_critic")
+
+
+class Agent(nn.Module):
+    """The three parts; its state dict has the reference's prefixes ``tokenizer.``, ``world_model.``, ``actor_critic.``."""
+
+    def __init__(self, tokenizer: Tokenizer, world_model: WorldModel, actor_critic: ActorCritic):
+        super().__init__()
+        self.tokenizer, self.world_model, self.actor_critic = tokenizer, world_model, actor_critic
+
+    @torch.no_grad()
+    def act(self, frames: torch.Tensor, temperature: float, epsilon: float, generator: torch.Generator | None) -> torch.Tensor:
+        """Actions for real frames ``[B, 3, H, W]`` in [0, 1]: the policy on their reconstructions."""
+        logits, _ = self.actor_critic(self.tokenizer.reconstruct(frames).clamp(0, 1))
+        actions = sample(logits / temperature, generator)
+        if epsilon > 0:
+            explore = torch.rand(actions.shape, generator=generator, device=actions.device) < epsilon
+            random_actions = torch.randint(logits.size(-1), actions.shape, generator=generator, device=actions.device)
+            actions = torch.where(explore, random_actions, actions)
+        return actions
+
+    def parameter_counts(self) -> dict[str, dict[str, int]]:
+        """Total and trainable parameters per component."""
+        counts = {}
+        for name in COMPONENTS:
+            params = list(getattr(self, name).parameters())
+            counts[name] = {
+                "total": sum(p.numel() for p in params),
+                "trainable": sum(p.numel() for p in params if p.requires_grad),
+            }
+        return counts
+
+
+def build_agent(config: RunConfig, registry: Registry, num_actions: int) -> Agent:
+    """Build the tokenizer and backbone plugins the config names, and the IRIS parts around them."""
+    tok_entry = registry.get("tokenizer", config.tokenizer.name)
+    tokenizer = tok_entry.build(config.tokenizer.options, config.env.size)
+    if not isinstance(tokenizer, Tokenizer):
+        raise WmbenchError(f"tokenizer plugin {tok_entry.plugin!r} built a {type(tokenizer).__name__}, not a Tokenizer")
+    wm = config.world_model
+    shape = BackboneShape(wm.embed_dim, wm.num_layers, wm.num_heads, wm.dropout, wm.max_blocks, tokenizer.tokens_per_frame + 1)
+    bb_entry = registry.get("backbone", config.backbone.name)
+    backbone = bb_entry.build(config.backbone.options, shape)
+    if not isinstance(backbone, Backbone):
+        raise WmbenchError(f"backbone plugin {bb_entry.plugin!r} built a {type(backbone).__name__}, not a Backbone")
+    if backbone.max_tokens < 2 * shape.tokens_per_block:
+        raise WmbenchError(f"backbone {bb_entry.name!r} takes {backbone.max_tokens} tokens, fewer than two frames")
+    world_model = WorldModel(backbone, tokenizer.vocab_size, tokenizer.tokens_per_frame, num_actions)
+    actor_critic = ActorCritic(config.actor_critic, num_actions, config.env.size)
+    return Agent(tokenizer, world_model, actor_critic)

@@ -1,0 +1,290 @@
+"""The IRIS training loop: collect, train tokenizer, world model and actor-critic on their schedules, evaluate."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import platform
+import resource
+import time
+from collections import defaultdict
+from importlib import metadata
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from wmbench import config as cfg
+from wmbench.engine.agent import Agent, build_agent
+from wmbench.engine.collector import Collector, evaluate, to_frames
+from wmbench.engine.imagination import DreamEnv, actor_critic_losses, imagine
+from wmbench.engine.replay import ReplayStore
+from wmbench.envs import atari
+from wmbench.files import load_torch, save_torch
+from wmbench.media import save_reconstructions
+from wmbench.plugins import Registry
+from wmbench.rundir import RunDir
+
+PACKAGES = ("wmbench", "torch", "numpy", "gymnasium", "ale-py", "transformers", "peft", "bitsandbytes", "timm")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in PACKAGES:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[name] = metadata.version(name)
+    return versions
+
+
+def peak_memory_mb(device: torch.device) -> dict[str, float]:
+    peak = {"cpu_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if device.type == "cuda":
+        peak["cuda_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return peak
+
+
+def world_model_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """AdamW with weight decay on linear and conv weights only, as IRIS (no decay on norms, embeddings, biases)."""
+    decay = set()
+    for module in model.modules():
+        if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)) and module.weight.requires_grad:
+            decay.add(id(module.weight))
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if id(p) in decay], "weight_decay": weight_decay},
+        {"params": [p for p in params if id(p) not in decay], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=lr)
+
+
+class Trainer:
+    """One run of one game with one backbone and tokenizer, in a run folder."""
+
+    def __init__(self, config: cfg.RunConfig, run: RunDir, registry: Registry, log=print):
+        self.config, self.run, self.log = config, run, log
+        self.device = resolve_device(config.device)
+        torch.manual_seed(config.seed)
+        self.rng = np.random.default_rng(config.seed)
+        self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
+        self.num_actions = atari.num_actions(config.game)
+        self.agent: Agent = build_agent(config, registry, self.num_actions).to(self.device)
+        t = config.training
+        self.optimizers = {
+            "tokenizer": torch.optim.Adam(self._trainable("tokenizer"), lr=t.tokenizer.lr),
+            "world_model": world_model_optimizer(self.agent.world_model, t.world_model.lr, t.world_model.weight_decay),
+            "actor_critic": torch.optim.Adam(self._trainable("actor_critic"), lr=t.actor_critic.lr),
+        }
+        self.store = ReplayStore(run.replay, t.sampling_weights)
+        self.env = atari.make_env(config.game, config.env, train=True, seed=config.seed)
+        self.collector = Collector(self.env, self.store, self.agent, self.device, config.seed)
+        self.test_envs: list = []
+        self.epoch, self.env_steps, self.wall_time = 0, 0, 0.0
+
+    def _trainable(self, component: str) -> list[nn.Parameter]:
+        return [p for p in getattr(self.agent, component).parameters() if p.requires_grad]
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.bf16)
+
+    # Checkpoints -------------------------------------------------------------------------------------
+
+    def save_checkpoint(self) -> None:
+        last = self.store.episodes[-1] if self.store.episodes else None
+        save_torch(self.run.last_checkpoint, {
+            "agent": self.agent.state_dict(),
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "epoch": self.epoch,
+            "env_steps": self.env_steps,
+            "wall_time": self.wall_time,
+            "replay": {"num_episodes": len(self.store.episodes), "last_length": len(last) if last else 0},
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "generator": self.generator.get_state(),
+                "numpy": json.dumps(self.rng.bit_generator.state),
+            },
+        })
+
+    def resume(self) -> str:
+        """Continue from the last checkpoint; returns a line saying from where."""
+        state = load_torch(self.run.last_checkpoint)
+        self.agent.load_state_dict(state["agent"])
+        for name, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][name])
+        self.epoch, self.env_steps, self.wall_time = state["epoch"], state["env_steps"], state["wall_time"]
+        self.store.load(**state["replay"])
+        torch.set_rng_state(state["rng"]["torch"])
+        self.generator.set_state(state["rng"]["generator"])
+        self.rng.bit_generator.state = json.loads(state["rng"]["numpy"])
+        self.run.truncate_metrics(self.epoch)
+        return (f"resumed {self.run.path} after epoch {self.epoch}: {self.env_steps} env steps, "
+                f"{len(self.store.episodes)} episodes")
+
+    # Training steps ----------------------------------------------------------------------------------
+
+    def _step(self, component: str, loss: torch.Tensor, grad_clip: float) -> None:
+        optimizer = self.optimizers[component]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self._trainable(component), grad_clip)
+        optimizer.step()
+
+    def _sample(self, batch_size: int, length: int, from_start: bool) -> dict[str, torch.Tensor]:
+        batch = self.store.sample(batch_size, length, from_start, self.rng)
+        batch = {k: v.to(self.device) for k, v in batch.items()}
+        batch["frames"] = batch["frames"].float().div(255)
+        return batch
+
+    def train_tokenizer(self) -> dict[str, float]:
+        t = self.config.training.tokenizer
+        self.agent.tokenizer.train()
+        sums: dict[str, float] = defaultdict(float)
+        for _ in range(t.steps_per_epoch):
+            frames = self._sample(t.batch_size, 1, True)["frames"][:, 0]
+            with self._autocast():
+                losses = self.agent.tokenizer.loss(frames)
+            self._step("tokenizer", losses["total"], t.grad_clip)
+            for k, v in losses.items():
+                sums[f"loss/tokenizer/{k}"] += v.item() / t.steps_per_epoch
+        return dict(sums)
+
+    def train_world_model(self) -> dict[str, float]:
+        t = self.config.training.world_model
+        self.agent.tokenizer.eval()
+        self.agent.world_model.train()
+        sums: dict[str, float] = defaultdict(float)
+        for _ in range(t.steps_per_epoch):
+            batch = self._sample(t.batch_size, self.agent.world_model.max_blocks, True)
+            b, steps = batch["actions"].shape
+            with self._autocast():
+                with torch.no_grad():
+                    tokens = self.agent.tokenizer.encode(batch["frames"].flatten(0, 1)).view(b, steps, -1)
+                losses = self.agent.world_model.losses(tokens, batch["actions"], batch["rewards"], batch["ends"], batch["mask"])
+            self._step("world_model", losses.total, t.grad_clip)
+            for k in ("observations", "rewards", "ends", "total"):
+                sums[f"loss/world_model/{k}"] += getattr(losses, k).item() / t.steps_per_epoch
+        return dict(sums)
+
+    def train_actor_critic(self) -> dict[str, float]:
+        t = self.config.training.actor_critic
+        self.agent.tokenizer.eval()
+        self.agent.world_model.eval()
+        self.agent.actor_critic.train()
+        dream = DreamEnv(self.agent.tokenizer, self.agent.world_model, self.generator)
+        sums: dict[str, float] = defaultdict(float)
+        start = time.perf_counter()
+        for _ in range(t.steps_per_epoch):
+            batch = self._sample(t.batch_size, t.burn_in + 1, False)
+            with self._autocast():
+                rollout = imagine(self.agent.actor_critic, dream, batch["frames"], batch["mask"], t.horizon)
+                losses = actor_critic_losses(rollout, t.gamma, t.lambda_, t.entropy_weight)
+            self._step("actor_critic", losses["total"], t.grad_clip)
+            for k, v in losses.items():
+                sums[f"loss/actor_critic/{k}"] += v.item() / t.steps_per_epoch
+            sums["imagination/return"] += rollout.rewards.sum(1).mean().item() / t.steps_per_epoch
+        sums["throughput/imagined_frames_per_s"] = t.steps_per_epoch * t.batch_size * t.horizon / (time.perf_counter() - start)
+        return dict(sums)
+
+    # The loop ----------------------------------------------------------------------------------------
+
+    def evaluate(self, episodes: int) -> list[float]:
+        e = self.config.eval
+        if not self.test_envs:
+            self.test_envs = [
+                atari.make_env(self.config.game, self.config.env, train=False, seed=self.config.seed + 10_000 + i)
+                for i in range(e.num_envs)
+            ]
+        with self._autocast():
+            return evaluate(self.agent, self.test_envs, episodes, e.temperature, self.device, self.config.seed + 10_000)
+
+    def train_epoch(self) -> dict[str, Any]:
+        t, epoch = self.config.training, self.epoch
+        metrics: dict[str, Any] = {}
+        if epoch <= t.collect.stop_after_epoch:
+            c = t.collect
+            with self._autocast():
+                metrics.update(self.collector.collect(c.steps_per_epoch, c.epsilon, c.temperature, t.actor_critic.burn_in, self.generator))
+            self.env_steps += c.steps_per_epoch
+        if epoch > t.tokenizer.start_after_epochs:
+            metrics.update(self.train_tokenizer())
+        if epoch > t.world_model.start_after_epochs:
+            metrics.update(self.train_world_model())
+        if epoch > t.actor_critic.start_after_epochs:
+            metrics.update(self.train_actor_critic())
+        if self.config.eval.every and epoch % self.config.eval.every == 0 and epoch < t.epochs:
+            returns = self.evaluate(self.config.eval.episodes)
+            metrics["eval/return"] = float(np.mean(returns))
+        every = t.reconstructions_every
+        if every and (epoch % every == 0 or epoch == t.epochs) and epoch > t.tokenizer.start_after_epochs:
+            frames = self._sample(8, 1, True)["frames"][:, 0]
+            save_reconstructions(self.run.media / f"reconstructions_epoch_{epoch:04d}.png", frames, self.agent.tokenizer, self.config.env.size)
+        return metrics
+
+    def fit(self) -> dict[str, Any]:
+        """Run the remaining epochs and the final evaluation; returns the summary written to summary.json."""
+        t = self.config.training
+        for line in self.describe_lines():
+            self.log(line)
+        while self.epoch < t.epochs:
+            self.epoch += 1
+            start = time.perf_counter()
+            metrics = self.train_epoch()
+            self.wall_time += time.perf_counter() - start
+            record = {"epoch": self.epoch, "env_steps": self.env_steps, "wall_time": round(self.wall_time, 3), **metrics}
+            self.run.log(record)
+            if self.epoch % t.checkpoint_every == 0 or self.epoch == t.epochs:
+                self.save_checkpoint()
+            self.log(_epoch_line(record))
+        start = time.perf_counter()
+        returns = self.evaluate(self.config.eval.final_episodes)
+        self.wall_time += time.perf_counter() - start
+        summary = self.summary(returns)
+        self.run.write_summary(summary)
+        return summary
+
+    def describe_lines(self) -> list[str]:
+        lines = []
+        for name in ("tokenizer", "backbone"):
+            module = self.agent.tokenizer if name == "tokenizer" else self.agent.world_model.transformer
+            facts = module.describe()
+            if facts:
+                lines.append(f"{name} {getattr(self.config, name).name}: " + ", ".join(f"{k}={v}" for k, v in facts.items()))
+        return lines
+
+    def summary(self, returns: list[float]) -> dict[str, Any]:
+        c = self.config
+        mean = float(np.mean(returns)) if returns else float("nan")
+        return {
+            "game": c.game,
+            "backbone": c.backbone.name,
+            "tokenizer": c.tokenizer.name,
+            "preset": c.preset,
+            "seed": c.seed,
+            "epochs": self.epoch,
+            "env_steps": self.env_steps,
+            "eval_returns": returns,
+            "eval_return_mean": mean,
+            "human_normalised_score": atari.human_normalised(c.game, mean),
+            "wall_time_s": round(self.wall_time, 2),
+            "parameters": self.agent.parameter_counts(),
+            "backbone_info": self.agent.world_model.transformer.describe(),
+            "tokenizer_info": self.agent.tokenizer.describe(),
+            "peak_memory": peak_memory_mb(self.device),
+            "device": str(self.device),
+            "bf16": c.bf16,
+            "host": {"platform": platform.platform(), "python": platform.python_version(), "threads": torch.get_num_threads()},
+            "packages": package_versions(),
+        }
+
+
+def _epoch_line(record: dict[str, Any]) -> str:
+    keys = ("loss/tokenizer/total", "loss/world_model/total", "loss/actor_critic/total", "collect/return", "eval/return")
+    shown = " ".join(f"{k.split('/')[-2] if k.startswith('loss') else k}={record[k]:.4g}" for k in keys if k in record)
+    return f"epoch {record['epoch']} env_steps={record['env_steps']} {shown} ({record['wall_time']:.1f}s)"
+

@@ -1,0 +1,116 @@
+"""The IRIS world model: token embeddings, a backbone, and heads for next token, reward sign and episode end.
+
+A sequence is made of blocks of ``K + 1`` tokens: the K observation tokens of a frame, then its action.
+The observation head reads every position that is followed by an observation token (the first K - 1 of
+a block and its action); the reward and end heads read the action position.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from wmbench.engine.backbone import Backbone, Cache
+
+
+class Embedder(nn.Module):
+    """Separate tables for action and observation tokens (reference names: ``embedding_tables.0/1``)."""
+
+    def __init__(self, num_actions: int, vocab_size: int, dim: int, tokens_per_block: int, observations: nn.Module | None):
+        super().__init__()
+        self.tokens_per_block = tokens_per_block
+        self.embedding_tables = nn.ModuleList([nn.Embedding(num_actions, dim), observations or nn.Embedding(vocab_size, dim)])
+
+    def forward(self, tokens: torch.Tensor, start: int) -> torch.Tensor:
+        """Embeddings of ``tokens [B, L]`` that sit at sequence positions ``start .. start + L - 1``."""
+        positions = torch.arange(start, start + tokens.size(1), device=tokens.device) % self.tokens_per_block
+        is_action = (positions == self.tokens_per_block - 1)[None, :, None]
+        actions, observations = self.embedding_tables
+        # Each table only sees ids that are valid for it; the other entries are masked out.
+        act = actions(torch.where(is_action[..., 0], tokens, 0).clamp(max=actions.num_embeddings - 1))
+        obs = observations(torch.where(is_action[..., 0], 0, tokens))
+        return torch.where(is_action, act, obs)
+
+
+class Head(nn.Module):
+    """A small MLP (D -> D -> out), as the reference's ``head_module``."""
+
+    def __init__(self, dim: int, out: int):
+        super().__init__()
+        self.head_module = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, out))
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.head_module(hidden)
+
+
+@dataclass
+class WorldModelLosses:
+    observations: torch.Tensor
+    rewards: torch.Tensor
+    ends: torch.Tensor
+
+    @property
+    def total(self) -> torch.Tensor:
+        return self.observations + self.rewards + self.ends
+
+
+class WorldModel(nn.Module):
+    def __init__(self, backbone: Backbone, vocab_size: int, tokens_per_frame: int, num_actions: int):
+        super().__init__()
+        dim = backbone.d_model
+        self.vocab_size, self.tokens_per_frame, self.num_actions = vocab_size, tokens_per_frame, num_actions
+        self.tokens_per_block = tokens_per_frame + 1
+        self.transformer = backbone
+        reused = getattr(backbone, "observation_embedding", lambda _: None)(vocab_size)
+        self.embedder = Embedder(num_actions, vocab_size, dim, self.tokens_per_block, reused)
+        self.head_observations = Head(dim, vocab_size)
+        self.head_rewards = Head(dim, 3)
+        self.head_ends = Head(dim, 2)
+        own = [self.embedder.embedding_tables[0], self.head_observations, self.head_rewards, self.head_ends]
+        if reused is None:
+            own.append(self.embedder.embedding_tables[1])
+        for module in own:
+            module.apply(_init_weights)
+
+    @property
+    def max_blocks(self) -> int:
+        return self.transformer.max_tokens // self.tokens_per_block
+
+    def forward(self, tokens: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:
+        """Hidden states for ``tokens [B, L]``, continuing ``cache`` if given."""
+        start = 0 if cache is None else cache.num_tokens
+        return self.transformer(self.embedder(tokens, start), cache)
+
+    def losses(
+        self,
+        obs_tokens: torch.Tensor,
+        actions: torch.Tensor,
+        rewards: torch.Tensor,
+        ends: torch.Tensor,
+        mask: torch.Tensor,
+    ) -> WorldModelLosses:
+        """Cross-entropies on a batch of segments: tokens ``[B, T, K]``, the rest ``[B, T]``; mask marks real steps."""
+        b, t, k = obs_tokens.shape
+        tokens = torch.cat([obs_tokens, actions[..., None]], dim=2).flatten(1)
+        hidden = self(tokens).view(b, t, k + 1, -1)
+        # Positions 0..K-2 predict tokens 1..K-1 of the same frame; the action position predicts the next frame's first.
+        reads = torch.cat([hidden[:, :, : k - 1], hidden[:, :, k:]], dim=2).flatten(1, 2)[:, :-1]
+        labels = obs_tokens.masked_fill(~mask[..., None], -100).flatten(1)[:, 1:]
+        at_action = hidden[:, :, k]
+        reward_labels = (rewards.sign().long() + 1).masked_fill(~mask, -100)
+        end_labels = ends.long().masked_fill(~mask, -100)
+        return WorldModelLosses(
+            observations=F.cross_entropy(self.head_observations(reads).flatten(0, 1), labels.flatten()),
+            rewards=F.cross_entropy(self.head_rewards(at_action).flatten(0, 1), reward_labels.flatten()),
+            ends=F.cross_entropy(self.head_ends(at_action).flatten(0, 1), end_labels.flatten()),
+        )
+
+
+def _init_weights(module: nn.Module) -> None:
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        module.weight.data.normal_(mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            module.bias.data.zero_()

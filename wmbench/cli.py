@@ -130,7 +130,6 @@ def run(backbone, game, preset, tokenizer, seed, overrides, out, device, bf16, r
       wmbench run --resume runs/try
     """
     from wmbench import config as cfg
-    from wmbench.engine.trainer import Trainer
     from wmbench.rundir import RunDir
 
     if device == "cuda":
@@ -139,6 +138,8 @@ def run(backbone, game, preset, tokenizer, seed, overrides, out, device, bf16, r
         if not torch.cuda.is_available():
             raise WmbenchError("--device cuda was asked for, but no CUDA device is available")
     if resume:
+        from wmbench.engine.trainer import Trainer
+
         run_dir = RunDir(resume)
         config = cfg.from_dict(run_dir.read_config(), _registry())
         trainer = Trainer(config, run_dir, _registry(), log=click.echo)
@@ -150,6 +151,8 @@ def run(backbone, game, preset, tokenizer, seed, overrides, out, device, bf16, r
         config = _config(preset, game, seed, tokenizer, backbone, overrides, device, bf16)
         run_dir = RunDir(out or _default_out(config.game, config.backbone.name, seed))
         run_dir.create(cfg.to_dict(config))
+        from wmbench.engine.trainer import Trainer
+
         trainer = Trainer(config, run_dir, _registry(), log=click.echo)
         click.echo(f"run folder: {run_dir.path}")
     try:

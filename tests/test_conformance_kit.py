@@ -1,0 +1,65 @@
+"""The kit catches the two defects of the earlier LLM fork: a non-causal mask and a cache that forgets."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from wmbench.testing import check_backbone, tiny_shape
+from wmbench_scratch import transformer as scratch
+
+
+class Bidirectional(scratch.ScratchTransformer):
+    """Attention with the causal mask zeroed, as the fork patched it."""
+
+    def forward(self, embeds, cache=None):
+        original = F.scaled_dot_product_attention
+
+        def no_mask(q, k, v, attn_mask=None, is_causal=False, **kw):
+            return original(q, k, v, **kw)
+
+        scratch.F.scaled_dot_product_attention = no_mask
+        try:
+            return super().forward(embeds, cache)
+        finally:
+            scratch.F.scaled_dot_product_attention = original
+
+
+class Forgetful(scratch.ScratchTransformer):
+    """A cache that only advances a counter: the past is noise, as in the fork's imagination."""
+
+    def forward(self, embeds, cache=None):
+        if cache is not None:
+            for keys, values in zip(cache.keys, cache.values):
+                keys.normal_()
+                values.normal_()
+        return super().forward(embeds, cache)
+
+
+def _make(cls):
+    def make():
+        torch.manual_seed(0)
+        return cls(tiny_shape())
+    return make
+
+
+def test_kit_rejects_a_bidirectional_backbone():
+    with pytest.raises(AssertionError, match="causality"):
+        check_backbone(_make(Bidirectional))
+
+
+def test_kit_rejects_a_fake_cache():
+    with pytest.raises(AssertionError, match="cache"):
+        check_backbone(_make(Forgetful))
+
+
+def test_importing_wmbench_and_its_plugins_stays_light():
+    code = (
+        "import sys, wmbench, wmbench.cli, wmbench.config; from wmbench.plugins import registry; registry(); "
+        "heavy = [m for m in ('transformers', 'timm', 'bitsandbytes', 'peft', 'pandas', 'seaborn') if m in sys.modules]; "
+        "print(','.join(heavy))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == ""

@@ -234,15 +234,12 @@ def plugins(as_json):
     """List the loaded plugins: name, distribution, version and the hooks each implements."""
     from importlib import metadata
 
-    from wmbench.plugins import GROUP
-
     manager = _registry().manager
-    dists = {ep.name: ep.dist for ep in metadata.entry_points(group=GROUP)}
     rows = []
     for name, plugin in manager.list_name_plugin():
-        dist = dists.get(name)
+        dist = manager.distributions.get(name)
         hooks = sorted(h.name for h in manager.get_hookcallers(plugin) or [])
-        rows.append({"name": name, "distribution": dist.name if dist else None, "version": dist.version if dist else None, "hooks": hooks})
+        rows.append({"name": name, "distribution": dist, "version": metadata.version(dist) if dist else None, "hooks": hooks})
     if as_json:
         _echo_json(rows)
         return
@@ -252,3 +249,5 @@ def plugins(as_json):
 
 def main() -> None:
     cli.main()
+from wmbench.report.cli import compare  # noqa: E402
+cli.add_command(compare)

@@ -50,8 +50,8 @@ class Register:
         table = self._registry.entries[self._kind]
         if name in table:
             raise WmbenchError(
-                f"plugin {self._plugin!r} registers {self._kind} {name!r}, already registered by plugin "
-                f"{table[name].plugin!r}; disable one with {DISABLE_ENV}={self._plugin}"
+                f"{self._kind} {name!r} is registered by plugins {table[name].plugin!r} and {self._plugin!r}; "
+                f"disable one with {DISABLE_ENV}=NAME"
             )
         table[name] = Entry(self._kind, name, build, options, summary, self._plugin)
 
@@ -67,7 +67,13 @@ class Registry:
         hooks = {"backbone": manager.hook.wmbench_register_backbones, "tokenizer": manager.hook.wmbench_register_tokenizers}
         for kind, hook in hooks.items():
             for impl in hook.get_hookimpls():
-                impl.function(register=Register(self, kind, impl.plugin_name))
+                try:
+                    impl.function(register=Register(self, kind, impl.plugin_name))
+                except WmbenchError:
+                    raise
+                except Exception as exc:
+                    dist = getattr(manager, "distributions", {}).get(impl.plugin_name, "?")
+                    raise _blame(impl.plugin_name, dist, f"failed in {hook.name} ({type(exc).__name__}: {exc})") from exc
 
     def get(self, kind: str, name: str | None) -> Entry:
         """The entry of that kind and name, or a did-you-mean error."""
@@ -86,27 +92,38 @@ def _disabled() -> set[str]:
     return {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
 
 
+def _blame(name: str, dist: str, problem: str) -> WmbenchError:
+    return WmbenchError(f"plugin {name!r} from package {dist!r} {problem}; disable it with {DISABLE_ENV}={name}")
+
+
 def plugin_manager() -> pluggy.PluginManager:
     """A plugin manager with every enabled entry point of the group loaded and checked."""
     manager = pluggy.PluginManager(GROUP)
     manager.add_hookspecs(hookspecs)
     disabled = _disabled()
+    seen: dict[str, str] = {}
     for ep in metadata.entry_points(group=GROUP):
-        if ep.name in disabled or manager.has_plugin(ep.name):
-            continue
         dist = ep.dist.name if ep.dist else "?"
+        if ep.name in disabled:
+            continue
+        if ep.name in seen:
+            if seen[ep.name] == dist:  # the same distribution seen twice on the path
+                continue
+            raise WmbenchError(
+                f"plugin name {ep.name!r} is claimed by packages {seen[ep.name]!r} and {dist!r}; "
+                f"uninstall one, or disable both with {DISABLE_ENV}={ep.name}"
+            )
+        seen[ep.name] = dist
         try:
             module = ep.load()
         except Exception as exc:  # a broken plugin must name itself, not surface later
-            raise WmbenchError(
-                f"plugin {ep.name!r} from package {dist!r} failed to load ({type(exc).__name__}: {exc}); "
-                f"disable it with {DISABLE_ENV}={ep.name}"
-            ) from exc
-        manager.register(module, name=ep.name)
-    try:
-        manager.check_pending()
-    except pluggy.PluginValidationError as exc:
-        raise WmbenchError(f"{exc}; disable the plugin with {DISABLE_ENV}=NAME") from exc
+            raise _blame(ep.name, dist, f"failed to load ({type(exc).__name__}: {exc})") from exc
+        try:
+            manager.register(module, name=ep.name)
+            manager.check_pending()
+        except pluggy.PluginValidationError as exc:
+            raise _blame(ep.name, dist, f"does not fit the wmbench hooks ({exc})") from exc
+    manager.distributions = seen
     return manager
 
 

@@ -9,8 +9,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from wmbench.errors import WmbenchError
 
 
@@ -39,13 +37,17 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def save_torch(path: Path, obj: Any) -> None:
+    import torch
+
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     write_bytes(path, buffer.getvalue())
 
 
-def load_torch(path: Path, map_location: str | torch.device = "cpu") -> Any:
+def load_torch(path: Path, map_location: str = "cpu") -> Any:
     """Load tensors only (``weights_only=True``); a missing, truncated or foreign file is a WmbenchError."""
+    import torch
+
     if not Path(path).is_file():
         raise WmbenchError(f"checkpoint {path} does not exist")
     try:

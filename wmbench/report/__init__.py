@@ -1,0 +1,1 @@
+"""Reports: human-normalised aggregates with bootstrap intervals, tables and plots (needs the `report` extra)."""

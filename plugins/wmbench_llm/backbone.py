@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from wmbench.engine.agent import parameter_count
 from wmbench.engine.backbone import Backbone
 from wmbench.errors import WmbenchError
 
@@ -69,17 +70,6 @@ def _load_4bit_state(module, state_dict, prefix, *args) -> None:
             layer.weight = bnb.nn.Params4bit.from_prequantized(
                 state_dict[key].clone(), stats, device=layer.weight.device, module=layer
             )
-
-
-def parameter_count(module: nn.Module, trainable: bool = False) -> int:
-    """Weights counted one per weight (a 4-bit weight packs two per stored byte)."""
-    total = 0
-    for p in module.parameters():
-        if trainable and not p.requires_grad:
-            continue
-        state = getattr(p, "quant_state", None)
-        total += int(torch.Size(state.shape).numel()) if state is not None else p.numel()
-    return total
 
 
 class LLMBackbone(Backbone):

@@ -52,6 +52,16 @@ CATALOGUE = {
 }
 
 
+ARCHITECTURES = {
+    "tiny-llama": {
+        "model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 256, "max_position_embeddings": 512,
+    },
+    "tiny-gpt2": {"model_type": "gpt2", "n_embd": 64, "n_layer": 2, "n_head": 4, "vocab_size": 256, "n_positions": 512},
+}  # fmt: skip
+"""Architectures without weights, for ``pretrained=false`` only: tiny models for pipeline checks and CI."""
+
+
 def models_root() -> Path:
     """Where fetched models live."""
     return Path(os.environ.get("WMBENCH_CACHE") or Path.home() / ".cache" / "wmbench").expanduser() / "models"

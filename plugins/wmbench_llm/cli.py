@@ -19,6 +19,8 @@ def list_models() -> None:
         folder = catalogue.models_root() / name
         where = folder if (folder / catalogue.SOURCE_FILE).is_file() else "not fetched"
         click.echo(f"{name:<14} {entry.summary}\n{'':<14} {entry.package}=={entry.version}: {where}")
+    for name, architecture in catalogue.ARCHITECTURES.items():
+        click.echo(f"{name:<14} {architecture['model_type']}, random weights only (backbone.pretrained=false)")
 
 
 @models.command("fetch")

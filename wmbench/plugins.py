@@ -1,4 +1,11 @@
-"""The plugin host: built-ins and third parties load through the entry-point group ``wmbench``."""
+"""The plugin host: built-ins and third parties load through the entry-point group ``wmbench``.
+
+Loading never stops at one plugin's fault. A plugin that fails to import, does not fit the hooks, fails in a
+registration hook or registers a name another plugin took is recorded with a one-line problem naming it, its
+package and how to disable it, and none of its registrations are kept. :func:`load` gives that registry as it
+is (for ``wmbench --help`` and ``wmbench plugins``); :func:`registry`, which every other use goes through,
+raises the first problem as a :class:`WmbenchError`.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +13,28 @@ import dataclasses
 import functools
 import importlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from wmbench import hookspecs
-from wmbench.errors import WmbenchError, unknown
+from wmbench.envs.suite import EnvSuite, Game
+from wmbench.errors import WmbenchError, did_you_mean, unknown
+
+if TYPE_CHECKING:
+    from wmbench.config import RunConfig
+    from wmbench.rundir import RunDir
 
 GROUP = "wmbench"
 DISABLE_ENV = "WMBENCH_DISABLE_PLUGINS"
 """Comma-separated plugin (entry-point) names not to load."""
+ONLY_ENV = "WMBENCH_PLUGINS"
+"""Comma-separated plugin names: when set, only these load."""
+OBSERVER_HOOKS = ("wmbench_run_started", "wmbench_metrics_logged", "wmbench_checkpoint_saved", "wmbench_run_finished")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,42 +54,103 @@ class Entry:
     plugin: str
 
 
+@dataclass
+class PluginInfo:
+    """One plugin (entry point) of the group: its package, and how loading it went."""
+
+    name: str
+    distribution: str = "?"
+    version: str | None = None
+    status: str = "loaded"
+    """loaded, disabled (by an environment variable) or failed."""
+    hooks: tuple[str, ...] = ()
+    problem: str | None = None
+    """The one-line error of a failed plugin."""
+
+
 class Register:
-    """What a registration hook receives: call it once per name."""
+    """What ``wmbench_register_backbones`` and ``wmbench_register_tokenizers`` receive: call it once per name."""
 
     def __init__(self, registry: Registry, kind: str, plugin: str):
         self._registry, self._kind, self._plugin = registry, kind, plugin
 
     def __call__(self, name: str, build: Callable[..., Any], options: type = NoOptions, summary: str = "") -> None:
         if not dataclasses.is_dataclass(options):
-            raise WmbenchError(f"plugin {self._plugin!r}: options of {self._kind} {name!r} must be a dataclass")
+            raise WmbenchError(f"options of {self._kind} {name!r} must be a dataclass")
         table = self._registry.entries[self._kind]
-        if name in table:
-            raise WmbenchError(
-                f"{self._kind} {name!r} is registered by plugins {table[name].plugin!r} and {self._plugin!r}; "
-                f"disable one with {DISABLE_ENV}=NAME"
-            )
+        self._registry.claim(self._kind, name, table.get(name))
         table[name] = Entry(self._kind, name, build, options, summary, self._plugin)
 
 
+class RegisterEnvSuite(Register):
+    """What ``wmbench_register_env_suites`` receives: call it once per suite."""
+
+    def __call__(self, name: str, games: Iterable[str], make_env: Callable[..., Any], num_actions: Callable[[str], int],
+                 reference_scores: Callable[[str], tuple[float, float] | None] | None = None, summary: str = "") -> None:
+        games = tuple(games)
+        if not games or not all(isinstance(g, str) and g for g in games):
+            raise WmbenchError(f"env suite {name!r} must name at least one game, each a non-empty string")
+        suites, taken = self._registry.suites, self._registry.games
+        self._registry.claim("env suite", name, suites.get(name))
+        for game in games:
+            self._registry.claim("game", game, taken[game].suite if game in taken else None)
+        suite = EnvSuite(name, games, make_env, num_actions, reference_scores, summary, self._plugin)
+        suites[name] = suite
+        taken.update({game: Game(game, suite) for game in games})
+
+
 class Registry:
-    """Backbones and tokenizers by name, with the plugin that provided each."""
+    """Backbones, tokenizers and env suites by name, with the plugin that provided each."""
 
     KINDS = ("backbone", "tokenizer")
 
-    def __init__(self, manager: pluggy.PluginManager):
+    def __init__(self, manager: pluggy.PluginManager, plugins: dict[str, PluginInfo] | None = None):
         self.manager = manager
+        self.plugins = plugins if plugins is not None else {name: PluginInfo(name) for name, _ in manager.list_name_plugin()}
+        self.problems: list[str] = [p.problem for p in self.plugins.values() if p.problem]
         self.entries: dict[str, dict[str, Entry]] = {kind: {} for kind in self.KINDS}
-        hooks = {"backbone": manager.hook.wmbench_register_backbones, "tokenizer": manager.hook.wmbench_register_tokenizers}
-        for kind, hook in hooks.items():
-            for impl in hook.get_hookimpls():
+        self.suites: dict[str, EnvSuite] = {}
+        self.games: dict[str, Game] = {}
+        hooks = manager.hook
+        for hook, make in (
+            (hooks.wmbench_register_backbones, functools.partial(Register, self, "backbone")),
+            (hooks.wmbench_register_tokenizers, functools.partial(Register, self, "tokenizer")),
+            (hooks.wmbench_register_env_suites, functools.partial(RegisterEnvSuite, self, "env suite")),
+        ):
+            for impl in hook.get_hookimpls():  # in loading order
+                if self.plugins[impl.plugin_name].status != "loaded":
+                    continue
                 try:
-                    impl.function(register=Register(self, kind, impl.plugin_name))
-                except WmbenchError:
-                    raise
-                except Exception as exc:
-                    dist = getattr(manager, "distributions", {}).get(impl.plugin_name, "?")
-                    raise _blame(impl.plugin_name, dist, f"failed in {hook.name} ({type(exc).__name__}: {exc})") from exc
+                    impl.function(register=make(impl.plugin_name))
+                except Exception as exc:  # noqa: BLE001 (whatever a plugin raises is its problem, recorded)
+                    self.fail(impl.plugin_name, f"failed in {hook.name} ({type(exc).__name__}: {exc})")
+
+    def claim(self, kind: str, name: str, holder: Entry | EnvSuite | None) -> None:
+        """Refuse a name already registered (by ``holder``)."""
+        if holder is not None:
+            raise WmbenchError(f"registers {kind} {name!r}, which plugin {holder.plugin!r} registered first")
+
+    def fail(self, name: str, problem: str) -> None:
+        """Record a plugin's problem and drop everything it registered and its other hooks."""
+        info = self.plugins.setdefault(name, PluginInfo(name))
+        message = f"plugin {name!r} from package {info.distribution!r} {problem}; disable it with {DISABLE_ENV}={name}"
+        info.status, info.problem = "failed", message
+        self.problems.append(message)
+        for table in self.entries.values():
+            for key in [k for k, e in table.items() if e.plugin == name]:
+                del table[key]
+        for suite in [s for s in self.suites.values() if s.plugin == name]:
+            del self.suites[suite.name]
+            for game in suite.games:
+                del self.games[game]
+        if self.manager.has_plugin(name):
+            self.manager.unregister(name=name)
+
+    def check(self) -> Registry:
+        """The registry itself, or the first plugin problem as a WmbenchError."""
+        if self.problems:
+            raise WmbenchError(self.problems[0])
+        return self
 
     def get(self, kind: str, name: str | None) -> Entry:
         """The entry of that kind and name, or a did-you-mean error."""
@@ -87,50 +164,123 @@ class Registry:
     def names(self, kind: str) -> list[str]:
         return sorted(self.entries[kind])
 
+    def game(self, name: str) -> Game:
+        """A game of an installed env suite (exact name), or a did-you-mean error."""
+        if name not in self.games:
+            raise unknown("game", name, self.games)
+        return self.games[name]
 
-def _disabled() -> set[str]:
-    return {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
+    def add_commands(self, cli: Any) -> None:
+        """Let each plugin add its CLI commands; a plugin that fails there is recorded as failed."""
+        for impl in self.manager.hook.wmbench_add_commands.get_hookimpls():
+            try:
+                impl.function(cli=cli)
+            except Exception as exc:  # noqa: BLE001
+                self.fail(impl.plugin_name, f"failed in wmbench_add_commands ({type(exc).__name__}: {exc})")
+
+    def observers(self, loggers: Iterable[str], run: RunDir, warn: Callable[[str], None]) -> RunObservers:
+        """The run-observer hooks of the plugins named in a run's ``loggers``; an unknown name is a did-you-mean error."""
+        able = {i.plugin_name for hook in OBSERVER_HOOKS for i in getattr(self.manager.hook, hook).get_hookimpls()}
+        for name in loggers:
+            if name not in able:
+                raise WmbenchError(f"unknown logger {name!r}{did_you_mean(name, able)} in config key 'loggers'; "
+                                   f"choose from plugins with run-observer hooks: {', '.join(sorted(able))}")
+        return RunObservers(self, tuple(loggers), run, warn)
 
 
-def _blame(name: str, dist: str, problem: str) -> WmbenchError:
-    return WmbenchError(f"plugin {name!r} from package {dist!r} {problem}; disable it with {DISABLE_ENV}={name}")
+class RunObservers:
+    """Calls the run-observer hooks of a run's chosen plugins, in the order the run names them.
+
+    metrics.jsonl, checkpoints and summary.json are written before observers hear of them, so no observer can
+    tear a run folder. A failure in ``wmbench_run_started`` raises a WmbenchError naming the plugin (no epoch has
+    run); a later failure warns once, through ``warn``, and that plugin hears nothing more of the run.
+    """
+
+    def __init__(self, registry: Registry, names: tuple[str, ...], run: RunDir, warn: Callable[[str], None]):
+        self.registry, self.names, self.run, self.warn = registry, names, run, warn
+        self.silenced: set[str] = set()
+
+    def _call(self, hook: str, **kwargs: Any) -> None:
+        impls = {i.plugin_name: i for i in getattr(self.registry.manager.hook, hook).get_hookimpls()}
+        for name in self.names:
+            impl = impls.get(name)
+            if impl is None or name in self.silenced:
+                continue
+            try:
+                impl.function(**{k: kwargs[k] for k in impl.argnames})
+            except Exception as exc:  # an observer never kills a run silently: raised at start, warned of later
+                dist = self.registry.plugins.get(name, PluginInfo(name)).distribution
+                problem = f"plugin {name!r} from package {dist!r} failed in {hook} ({type(exc).__name__}: {exc})"
+                if hook == "wmbench_run_started":
+                    raise WmbenchError(f"{problem}; no epoch ran: fix it or drop it from config key 'loggers'") from exc
+                self.silenced.add(name)
+                self.warn(f"warning: {problem}; it is off for the rest of this run (metrics.jsonl is complete)")
+
+    def started(self, config: RunConfig) -> None:
+        self._call("wmbench_run_started", run=self.run, config=config)
+
+    def metrics_logged(self, record: dict[str, Any]) -> None:
+        self._call("wmbench_metrics_logged", run=self.run, record=record)
+
+    def checkpoint_saved(self, path: Path, epoch: int) -> None:
+        self._call("wmbench_checkpoint_saved", run=self.run, path=path, epoch=epoch)
+
+    def finished(self, summary: dict[str, Any] | None) -> None:
+        self._call("wmbench_run_finished", run=self.run, summary=summary)
 
 
-def plugin_manager() -> pluggy.PluginManager:
-    """A plugin manager with every enabled entry point of the group loaded and checked."""
+def _names(variable: str) -> set[str]:
+    return {n.strip() for n in os.environ.get(variable, "").split(",") if n.strip()}
+
+
+def plugin_manager() -> tuple[pluggy.PluginManager, dict[str, PluginInfo]]:
+    """A plugin manager with every enabled entry point of the group loaded and checked, and what happened to each."""
     manager = pluggy.PluginManager(GROUP)
     manager.add_hookspecs(hookspecs)
-    disabled = _disabled()
-    seen: dict[str, str] = {}
-    for ep in metadata.entry_points(group=GROUP):
-        dist = ep.dist.name if ep.dist else "?"
-        if ep.name in disabled:
+    disabled, only = _names(DISABLE_ENV), _names(ONLY_ENV)
+    plugins: dict[str, PluginInfo] = {}
+    for ep in sorted(metadata.entry_points(group=GROUP), key=lambda ep: ep.name):  # the same order everywhere
+        dist, version = (ep.dist.name, ep.dist.version) if ep.dist else ("?", None)
+        if ep.name in plugins:
+            if plugins[ep.name].distribution != dist:  # else the same distribution seen twice on the path
+                plugins[ep.name].status = "failed"
+                plugins[ep.name].problem = (
+                    f"plugin name {ep.name!r} is claimed by packages {plugins[ep.name].distribution!r} and {dist!r}; "
+                    f"uninstall one, or disable both with {DISABLE_ENV}={ep.name}"
+                )
+                if manager.has_plugin(ep.name):
+                    manager.unregister(name=ep.name)
             continue
-        if ep.name in seen:
-            if seen[ep.name] == dist:  # the same distribution seen twice on the path
-                continue
-            raise WmbenchError(
-                f"plugin name {ep.name!r} is claimed by packages {seen[ep.name]!r} and {dist!r}; "
-                f"uninstall one, or disable both with {DISABLE_ENV}={ep.name}"
-            )
-        seen[ep.name] = dist
+        info = plugins[ep.name] = PluginInfo(ep.name, dist, version)
+        if ep.name in disabled or (only and ep.name not in only):
+            info.status = "disabled"
+            continue
         try:
             module = ep.load()
-        except Exception as exc:  # a broken plugin must name itself, not surface later
-            raise _blame(ep.name, dist, f"failed to load ({type(exc).__name__}: {exc})") from exc
-        try:
             manager.register(module, name=ep.name)
             manager.check_pending()
-        except pluggy.PluginValidationError as exc:
-            raise _blame(ep.name, dist, f"does not fit the wmbench hooks ({exc})") from exc
-    manager.distributions = seen
-    return manager
+            info.hooks = tuple(sorted(h.name for h in manager.get_hookcallers(module) or []))
+        except Exception as exc:  # noqa: BLE001 (a broken plugin must name itself, not surface later)
+            kind = "does not fit the wmbench hooks" if isinstance(exc, pluggy.PluginValidationError) else "failed to load"
+            info.status = "failed"
+            info.problem = f"plugin {ep.name!r} from package {dist!r} {kind} ({type(exc).__name__}: {exc}); disable it with {DISABLE_ENV}={ep.name}"
+            if manager.has_plugin(ep.name):
+                manager.unregister(name=ep.name)
+    for name in sorted(only - set(plugins)):
+        plugins[name] = PluginInfo(name, status="failed", problem=(
+            f"{ONLY_ENV} names plugin {name!r}, which is not installed{did_you_mean(name, plugins)}"))
+    return manager, plugins
 
 
 @functools.lru_cache(maxsize=1)
+def load() -> Registry:
+    """The process-wide registry as loaded, problems recorded but not raised (plugins load on first use)."""
+    return Registry(*plugin_manager())
+
+
 def registry() -> Registry:
-    """The process-wide registry (plugins are loaded on first use)."""
-    return Registry(plugin_manager())
+    """The process-wide registry; a plugin problem is a WmbenchError naming the plugin."""
+    return load().check()
 
 
 def import_module(name: str) -> Any:

@@ -128,14 +128,20 @@ def check_backbone(
         fresh.load_state_dict(torch.load(buffer, weights_only=True))
         _close(fresh(x), changed, atol, "outputs after state-dict save and reload")
 
-        # Other dtypes and, when there is one, the GPU.
+        # Other dtypes and, when there is one, the GPU: the outputs follow, and so does the cache (new_cache in the
+        # module's dtype and on its device, incremental decoding equal to the full forward there too).
+        loose = 0.1 * changed.abs().max().item() + atol
         for dtype in dtypes:
             moved = copy.deepcopy(model).to(dtype)
             out = moved(x.to(dtype))
             assert out.dtype == dtype, f"after .to({dtype}) the output is {out.dtype}"
-            _close(out, changed, 0.1 * changed.abs().max().item() + atol, f"outputs after .to({dtype})")
+            _close(out, changed, loose, f"outputs after .to({dtype})")
+            _close(_run_chunks(moved, x.to(dtype), 3), out, loose, f"cache after .to({dtype}) != full forward")
         if torch.cuda.is_available() and device == "cpu":
-            _close(copy.deepcopy(model).to("cuda")(x.cuda()).cpu(), changed, 1e-2, "outputs after .to('cuda')")
+            moved = copy.deepcopy(model).to("cuda")
+            out = moved(x.cuda())
+            _close(out.cpu(), changed, 1e-2, "outputs after .to('cuda')")
+            _close(_run_chunks(moved, x.cuda(), 3), out, 1e-2, "cache after .to('cuda') != full forward")
 
 
 def check_tokenizer(make: Callable[[], Tokenizer], frame_size: int, *, steps: int = 25, lr: float = 1e-3) -> None:

@@ -1,4 +1,4 @@
-"""Atari 100k environments with IRIS's wrappers, and human-normalised scores.
+"""Atari 100k environments with IRIS's wrappers (the games and their scores: :mod:`wmbench.envs.atari_suite`).
 
 ``make_env`` builds ``<Game>NoFrameskip-v4`` (frame skip 1, no sticky actions, minimal action set) and wraps
 it, innermost first: :class:`FrameLimit` (frame count and cap), :class:`NoopReset`, :class:`MaxAndSkip`,
@@ -13,29 +13,20 @@ with PIL bilinear before pooling.
 from __future__ import annotations
 
 import functools
-import json
-from importlib import resources
 from typing import Any
 
 import gymnasium
 import numpy as np
 
 from wmbench.config import EnvConfig
+from wmbench.envs.atari_suite import GAMES
 from wmbench.errors import unknown
 
-GAMES: tuple[str, ...] = (
-    "Alien", "Amidar", "Assault", "Asterix", "BankHeist", "BattleZone", "Boxing", "Breakout",
-    "ChopperCommand", "CrazyClimber", "DemonAttack", "Freeway", "Frostbite", "Gopher", "Hero",
-    "Jamesbond", "Kangaroo", "Krull", "KungFuMaster", "MsPacman", "Pong", "PrivateEye", "Qbert",
-    "RoadRunner", "Seaquest", "UpNDown",
-)  # fmt: skip
 
-
-def check_game(name: str) -> str:
-    """The name if it is one of the 26 games (exact match), else a WmbenchError with a suggestion."""
-    if name not in GAMES:
-        raise unknown("game", name, GAMES)
-    return name
+def _check(game: str) -> str:
+    if game not in GAMES:
+        raise unknown("Atari game", game, GAMES)
+    return game
 
 
 class FrameLimit(gymnasium.Wrapper):
@@ -152,6 +143,7 @@ class EpisodicLife(gymnasium.Wrapper):
 def _import_ale():
     import ale_py
 
+    ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)  # no banner on stderr: errors stay one line
     gymnasium.register_envs(ale_py)
 
 
@@ -164,7 +156,7 @@ def make_env(game: str, config: EnvConfig, train: bool, seed: int) -> gymnasium.
     (emulator frames since the last real reset, no-ops included). A first ``reset()`` without a seed is the
     same as ``reset(seed=seed)``.
     """
-    check_game(game)
+    _check(game)
     _import_ale()
     # ALE's own frame cap is disabled (0): FrameLimit applies the configured one.
     base = gymnasium.make(f"{game}NoFrameskip-v4", max_num_frames_per_episode=0, disable_env_checker=True)
@@ -188,7 +180,7 @@ def wrap(env: gymnasium.Env, config: EnvConfig, train: bool) -> gymnasium.Env:
 
 def action_names(game: str) -> list[str]:
     """Names of the game's minimal action set, in action order (``["NOOP", "FIRE", ...]``)."""
-    return list(_action_names(check_game(game)))
+    return list(_action_names(_check(game)))
 
 
 @functools.lru_cache(maxsize=None)
@@ -205,15 +197,3 @@ def num_actions(game: str) -> int:
     """Size of the game's minimal action set (Breakout 4, Pong 6)."""
     return len(action_names(game))
 
-
-@functools.lru_cache(maxsize=None)
-def _scores(kind: str) -> dict[str, float]:
-    text = (resources.files("wmbench") / "data" / f"{kind}.json").read_text()
-    return {game: runs[0] for game, runs in json.loads(text).items()}
-
-
-def human_normalised(game: str, score: float) -> float:
-    """(score - random) / (human - random), with the human and random scores IRIS uses."""
-    check_game(game)
-    human, rand = _scores("human")[game], _scores("random")[game]
-    return (score - rand) / (human - rand)

@@ -29,7 +29,7 @@ def test_describe_iris_matches_reference_counts():
 
 def test_lists():
     games = json.loads(wmbench("list", "games", "--json").stdout)
-    assert len(games) == 26 and {"name": "MsPacman"} in games
+    assert len(games) == 26 and {"name": "MsPacman", "suite": "atari", "plugin": "atari"} in games
     backbones = {r["name"]: r for r in json.loads(wmbench("list", "backbones", "--json").stdout)}
     assert backbones["scratch"]["plugin"] == "scratch"
     presets = {r["name"] for r in json.loads(wmbench("list", "presets", "--json").stdout)}
@@ -52,6 +52,12 @@ def test_lists():
     (["rnu"], "unknown command 'rnu' (did you mean 'run'?)"),
     (["list", "gmaes"], "'gmaes' is not one of"),
     (["describe", "--game", "Pongg"], "did you mean 'Pong'?"),
+    (["run", "--set", "training.epochs=0"], "training.epochs must be above zero, got 0"),
+    (["run", "--set", "training.world_model.batch_size=-4"], "training.world_model.batch_size must be above zero"),
+    (["run", "--set", "training.tokenizer.lr=0"], "training.tokenizer.lr must be above zero"),
+    (["run", "--init", "missing.pt"], "--init missing.pt does not exist"),
+    (["eval", "no/such/run"], "checkpoint no/such/run does not exist"),
+    (["eval", "--episodes", "-1", "x"], "-1 is not in the range x>=1"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, expected):
     result = wmbench(*args, cwd=tmp_path)

@@ -30,6 +30,13 @@ def test_fork_preset(registry):
     assert c.training.actor_critic.steps_per_epoch == 20
 
 
+def test_preset_on_a_base_preset(registry):
+    smoke = cfg.resolve("smoke", "Pong", 0, "vqvae", "scratch", [], registry)
+    llm = cfg.resolve("smoke-llm", "Pong", 0, "vqvae", "scratch", [], registry)
+    assert llm.training.world_model.batch_size == 4 and llm.training.epochs == 6  # its own
+    assert llm.env == smoke.env and llm.world_model == smoke.world_model and llm.tokenizer == smoke.tokenizer  # smoke's
+
+
 def test_overrides_and_round_trip(registry):
     c = cfg.resolve("smoke", "Pong", 3, "vqvae", "scratch",
                     ["world_model.num_layers=4", "tokenizer.ch=8", "training.sampling_weights=[]", "bf16=true"], registry)
@@ -49,6 +56,8 @@ def test_overrides_and_round_trip(registry):
     ("bf16=3", "must be bool"),
     ("world_model", "KEY=VALUE"),
     ("seed=3", "set by its own option"),
+    ("training.epochs=0", "training.epochs must be above zero, got 0"),
+    ("eval.num_envs=-2", "eval.num_envs must be above zero"),
 ])
 def test_bad_overrides(registry, override, message):
     with pytest.raises(WmbenchError, match=message):

@@ -131,8 +131,9 @@ class TrainingConfig:
     actor_critic: ActorCriticTrainConfig = field(default_factory=ActorCriticTrainConfig)
     checkpoint_every: int = 1
     """Epochs between checkpoints."""
-    reconstructions_every: int = 10
-    """Epochs between reconstruction images (0: never)."""
+    media_every: int = 10
+    """Epochs between media in ``media/``: a reconstruction grid and train, test and imagined episode videos
+    (0: never). The last epoch always writes them."""
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,27 @@ class EvalConfig:
     temperature: float = 0.5
     final_episodes: int = 100
     """Episodes of the final evaluation."""
+
+
+@dataclass(frozen=True)
+class WorldModelTrackConfig:
+    """The world-model track: the tokenizer and world model alone, trained on growing prefixes of a fixed dataset
+    of real transitions, on the epoch schedule of ``training`` (``collect.steps_per_epoch`` new frames an epoch)."""
+
+    dataset_steps: int = 100_000
+    """Real transitions collected once, by a uniform random policy, for the train and held-out parts together."""
+    heldout_fraction: float = 0.1
+    """Share of the dataset's steps held out: whole episodes, the last ones collected."""
+    budgets: tuple[int, ...] = (10_000, 20_000, 40_000, 80_000)
+    """Train frames seen at which held-out figures are recorded (multiples of collect.steps_per_epoch)."""
+    target_loss: float = 2.0
+    """Held-out next-token cross-entropy whose first crossing is reported as frames to target."""
+    eval_segments: int = 64
+    """Held-out segments of world_model.max_blocks frames that losses and accuracies are averaged over."""
+    rollout_starts: int = 32
+    """Held-out frames that imagined rollouts start from (the held-out actions drive them)."""
+    rollout_steps: tuple[int, ...] = (1, 5, 10)
+    """Imagined steps after which frame MSE and PSNR against the real frames are recorded."""
 
 
 @dataclass(frozen=True)
@@ -170,10 +192,16 @@ class RunConfig:
     actor_critic: ActorCriticConfig = field(default_factory=ActorCriticConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    world_model_track: WorldModelTrackConfig = field(default_factory=WorldModelTrackConfig)
     device: str = "auto"
     """cpu, cuda or auto."""
     bf16: bool = False
     """bf16 autocast for the forward passes."""
+    init: str | None = None
+    """A reference IRIS checkpoint whose ``init_parts`` the run starts from (``run --init``)."""
+    init_parts: tuple[str, ...] = ("tokenizer", "world_model", "actor_critic")
+    loggers: tuple[str, ...] = ()
+    """Plugins whose run-observer hooks see this run, such as the built-in loggers ``tensorboard`` and ``wandb``."""
 
 
 PLUGIN_SECTIONS = ("tokenizer", "backbone")
@@ -186,11 +214,13 @@ def preset_names() -> list[str]:
 
 
 def load_preset(name: str) -> dict[str, Any]:
-    """A preset's overrides as nested dicts."""
+    """A preset's overrides as nested dicts, on top of those of the preset its ``meta.base`` names, if any."""
     if name not in preset_names():
         raise unknown("preset", name, preset_names())
     text = (resources.files("wmbench") / "presets" / f"{name}.toml").read_text()
-    return tomllib.loads(text)
+    tree = tomllib.loads(text)
+    base = tree.get("meta", {}).get("base")
+    return _merge(load_preset(base), tree) if base else tree
 
 
 def _coerce(value: Any, kind: Any, where: str) -> Any:
@@ -235,6 +265,13 @@ def parse_value(text: str) -> Any:
         return text
 
 
+POSITIVE = frozenset({
+    "epochs", "steps_per_epoch", "batch_size", "lr", "episodes", "final_episodes", "num_envs", "checkpoint_every",
+    "horizon", "max_blocks", "size", "frame_skip", "num_layers", "num_heads", "embed_dim", "lstm_dim",
+})  # fmt: skip
+"""Fields that must be above zero wherever they appear (budgets, sizes, rates)."""
+
+
 def build_dataclass(cls: type, data: dict[str, Any], where: str) -> Any:
     """A dataclass instance from nested dicts, with did-you-mean for unknown keys."""
     if not isinstance(data, dict):
@@ -253,6 +290,8 @@ def build_dataclass(cls: type, data: dict[str, Any], where: str) -> Any:
             kwargs[key] = build_dataclass(kind, value, path)
         else:
             kwargs[key] = _coerce(value, kind, path)
+        if key in POSITIVE and isinstance(kwargs[key], (int, float)) and not kwargs[key] > 0:
+            raise WmbenchError(f"{path} must be above zero, got {value!r}")
     return cls(**kwargs)
 
 
@@ -318,6 +357,17 @@ def resolve(
         options = _merge(per_plugin.get(spec.name, {}), table)
         choices[section] = PluginChoice(spec.name, build_dataclass(spec.options, options, section))
     return build_dataclass(RunConfig, {**tree, **choices, "preset": preset, "game": game, "seed": seed}, "")
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as one level of dotted keys: ``{"a": {"b": 1}}`` is ``{"a.b": 1}``."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def to_dict(config: RunConfig) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import pickle
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -12,11 +13,24 @@ from typing import Any
 from wmbench.errors import WmbenchError
 
 
+def cache_root() -> Path:
+    """Where wmbench keeps what it fetches or builds once (models, datasets): ``$WMBENCH_CACHE``, default
+    ``~/.cache/wmbench``."""
+    return Path(os.environ.get("WMBENCH_CACHE") or Path.home() / ".cache" / "wmbench").expanduser()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary file beside ``path``, flush it to disk, then rename it over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the permissions open() would
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -30,6 +44,18 @@ def write_bytes(path: Path, data: bytes) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def read_toml(path: Path, what: str) -> dict[str, Any]:
+    """A TOML file's tables, or a WmbenchError naming ``what`` the file is (missing, or not TOML)."""
+    import tomllib
+
+    if not Path(path).is_file():
+        raise WmbenchError(f"{what} {path} does not exist")
+    try:
+        return tomllib.loads(Path(path).read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise WmbenchError(f"{what} {path} is not valid TOML ({exc})") from exc
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -52,6 +78,8 @@ def load_torch(path: Path, map_location: str = "cpu") -> Any:
         raise WmbenchError(f"checkpoint {path} does not exist")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # pickle payloads, truncation and non-torch files all land here
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WmbenchError(f"cannot load {path}: not a plain tensor checkpoint or corrupt ({first[:200]})") from exc
+    except pickle.UnpicklingError as exc:  # what weights_only raises for any object that is not plain data
+        raise WmbenchError(f"refusing {path}: it holds pickled Python objects, which wmbench never loads (weights_only)") from exc
+    except Exception as exc:  # truncation and files that are not torch checkpoints land here
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0]
+        raise WmbenchError(f"cannot load {path}: truncated or not a torch checkpoint ({first[:120]})") from exc

@@ -28,11 +28,15 @@ class RunDir:
     def last_checkpoint(self) -> Path:
         return self.checkpoints / "last.pt"
 
-    def create(self, config: dict[str, Any]) -> None:
-        """Make a new run folder; refuse one that already holds a run or other files."""
+    def check_new(self) -> None:
+        """Refuse a folder that already holds a run or other files."""
         if self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir())):
             hint = " (continue it with --resume)" if self.config.exists() else ""
             raise WmbenchError(f"output folder {self.path} is not empty{hint}; choose another --out")
+
+    def create(self, config: dict[str, Any]) -> None:
+        """Make a new run folder (see :meth:`check_new`) and write its config."""
+        self.check_new()
         for folder in (self.checkpoints, self.replay, self.media):
             folder.mkdir(parents=True, exist_ok=True)
         files.write_json(self.config, config)
@@ -68,6 +72,11 @@ class RunDir:
         """Keep the lines of epochs up to ``last_epoch`` (those a checkpoint covers), atomically."""
         kept = [r for r in self.read_metrics() if r.get("epoch", 0) <= last_epoch]
         files.write_bytes(self.metrics, "".join(json.dumps(r) + "\n" for r in kept).encode())
+
+    def remove_partial_writes(self) -> None:
+        """Delete the temporary files of atomic writes that a kill interrupted (the real files are intact)."""
+        for tmp in self.path.rglob(".*.tmp"):
+            tmp.unlink()
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         files.write_json(self.summary, {"schema_version": SCHEMA_VERSION, **summary})

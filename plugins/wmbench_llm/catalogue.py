@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from wmbench.errors import WmbenchError, unknown
+from wmbench.files import cache_root
 
 SOURCE_FILE = "source.json"
 
@@ -64,7 +65,7 @@ ARCHITECTURES = {
 
 def models_root() -> Path:
     """Where fetched models live."""
-    return Path(os.environ.get("WMBENCH_CACHE") or Path.home() / ".cache" / "wmbench").expanduser() / "models"
+    return cache_root() / "models"
 
 
 def _entry(name: str) -> Entry:

@@ -45,6 +45,37 @@ class Collector:
         )
         self.store.put(self.index, episode)
 
+    def restore(self) -> bool:
+        """After a resume: bring the fresh env to where collection stopped by replaying every stored action from
+        the seeded first reset, checking each frame against the store. The envs are deterministic given the
+        seed and the actions, so the episode in progress then continues as if never interrupted. Returns False
+        (and leaves the next ``collect`` to start a new episode) if a replayed frame differs from the stored one.
+        """
+        for index, episode in enumerate(self.store.episodes):
+            obs, _ = self.env.reset(seed=self.seed if index == 0 else None)
+            frames = episode.frames.permute(0, 2, 3, 1).numpy()
+            done = False
+            for frame, action in zip(frames, episode.actions.tolist()):
+                if not np.array_equal(obs, frame):
+                    self.obs = None
+                    return False
+                obs, _, terminated, truncated, _ = self.env.step(action)
+                done = terminated or truncated
+        self.obs = None
+        if self.store.episodes and not done:  # continue the last episode
+            last = self.store.episodes[-1]
+            self.index, self.obs = len(self.store.episodes) - 1, obs
+            self.steps = {
+                "frames": list(last.frames.permute(0, 2, 3, 1).numpy()),
+                "actions": last.actions.tolist(),
+                "rewards": last.rewards.tolist(),
+                "ends": last.ends.tolist(),
+            }
+            self.episode_return = float(last.rewards.sum())
+        elif self.store.episodes:  # the last episode had ended: start the next, as collect did right after it
+            self._start_episode()
+        return True
+
     @torch.no_grad()
     def collect(self, num_steps: int, epsilon: float, temperature: float, burn_in: int, generator: torch.Generator) -> dict[str, float]:
         """Collect ``num_steps`` steps; returns metrics (finished episodes' mean return, steps/s)."""
@@ -79,8 +110,12 @@ class Collector:
 
 
 @torch.no_grad()
-def evaluate(agent: Agent, envs: list[gymnasium.Env], episodes: int, temperature: float, device: torch.device, seed: int) -> list[float]:
-    """Returns of ``episodes`` test episodes, run on the envs in lockstep with one batched policy."""
+def evaluate(
+    agent: Agent, envs: list[gymnasium.Env], episodes: int, temperature: float, device: torch.device, seed: int,
+    record: list[np.ndarray] | None = None,
+) -> list[float]:
+    """Returns of ``episodes`` test episodes, run on the envs in lockstep with one batched policy; the frames of
+    the first env's first episode are appended to ``record`` if given."""
     agent.eval()
     envs = envs[:episodes]
     n = len(envs)
@@ -91,12 +126,18 @@ def evaluate(agent: Agent, envs: list[gymnasium.Env], episodes: int, temperature
     returns: list[float] = []
     agent.actor_critic.reset(n)
     generator = torch.Generator(device=device).manual_seed(seed)
+    recording = record is not None
+    if recording:
+        record.append(obs[0])
     while active.any():
         actions = agent.act(to_frames(obs, device), temperature, 0.0, generator).cpu().numpy()
         new_episode = torch.zeros(n, dtype=torch.bool, device=device)
         for i in np.flatnonzero(active):
             obs[i], reward, terminated, truncated, _ = envs[i].step(int(actions[i]))
             running[i] += reward
+            if recording and i == 0:
+                record.append(obs[0])
+                recording = not (terminated or truncated)
             if terminated or truncated:
                 returns.append(float(running[i]))
                 running[i] = 0.0

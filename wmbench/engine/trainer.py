@@ -9,20 +9,21 @@ import resource
 import time
 from collections import defaultdict
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from wmbench import checkpoints
 from wmbench import config as cfg
 from wmbench.engine.agent import Agent, build_agent
-from wmbench.engine.collector import Collector, evaluate, to_frames
+from wmbench.engine.collector import Collector, evaluate
 from wmbench.engine.imagination import DreamEnv, actor_critic_losses, imagine
 from wmbench.engine.replay import ReplayStore
-from wmbench.envs import atari
-from wmbench.files import load_torch, save_torch
-from wmbench.media import save_reconstructions
+from wmbench.files import save_torch
+from wmbench.media import save_reconstructions, save_video
 from wmbench.plugins import Registry
 from wmbench.rundir import RunDir
 
@@ -69,11 +70,13 @@ class Trainer:
 
     def __init__(self, config: cfg.RunConfig, run: RunDir, registry: Registry, log=print):
         self.config, self.run, self.log = config, run, log
+        self.observers = registry.observers(config.loggers, run, log)
         self.device = resolve_device(config.device)
         torch.manual_seed(config.seed)
         self.rng = np.random.default_rng(config.seed)
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
-        self.num_actions = atari.num_actions(config.game)
+        self.game = registry.game(config.game)
+        self.num_actions = self.game.num_actions()
         self.agent: Agent = build_agent(config, registry, self.num_actions).to(self.device)
         t = config.training
         self.optimizers = {
@@ -82,10 +85,11 @@ class Trainer:
             "actor_critic": torch.optim.Adam(self._trainable("actor_critic"), lr=t.actor_critic.lr),
         }
         self.store = ReplayStore(run.replay, t.sampling_weights)
-        self.env = atari.make_env(config.game, config.env, train=True, seed=config.seed)
+        self.env = self.game.make_env(config.env, train=True, seed=config.seed)
         self.collector = Collector(self.env, self.store, self.agent, self.device, config.seed)
         self.test_envs: list = []
         self.epoch, self.env_steps, self.wall_time = 0, 0, 0.0
+        self.stop_requested = False
 
     def _trainable(self, component: str) -> list[nn.Parameter]:
         return [p for p in getattr(self.agent, component).parameters() if p.requires_grad]
@@ -98,6 +102,8 @@ class Trainer:
     def save_checkpoint(self) -> None:
         last = self.store.episodes[-1] if self.store.episodes else None
         save_torch(self.run.last_checkpoint, {
+            "format": checkpoints.FORMAT,
+            "config": json.dumps(cfg.to_dict(self.config)),
             "agent": self.agent.state_dict(),
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "epoch": self.epoch,
@@ -111,10 +117,23 @@ class Trainer:
             },
         })
 
+    def load_init(self) -> None:
+        """Start from the reference checkpoint the config names, if any (``run --init``)."""
+        if self.config.init:
+            checkpoints.load_reference(self.agent, Path(self.config.init), self.config.init_parts)
+
     def resume(self) -> str:
         """Continue from the last checkpoint; returns a line saying from where."""
-        state = load_torch(self.run.last_checkpoint)
-        self.agent.load_state_dict(state["agent"])
+        path = self.run.last_checkpoint
+        if not path.exists():  # killed before its first checkpoint: start over in the same folder
+            self.store.load(num_episodes=0, last_length=0)
+            self.run.truncate_metrics(0)
+            self.run.remove_partial_writes()
+            self.load_init()
+            return f"{self.run.path} has no checkpoint yet: starting it over from epoch 0"
+        state = checkpoints.load(path)
+        checkpoints.check_same_run(state, cfg.to_dict(self.config), path)
+        checkpoints.load_agent_state(self.agent, state["agent"], path)
         for name, optimizer in self.optimizers.items():
             optimizer.load_state_dict(state["optimizers"][name])
         self.epoch, self.env_steps, self.wall_time = state["epoch"], state["env_steps"], state["wall_time"]
@@ -123,8 +142,15 @@ class Trainer:
         self.generator.set_state(state["rng"]["generator"])
         self.rng.bit_generator.state = json.loads(state["rng"]["numpy"])
         self.run.truncate_metrics(self.epoch)
-        return (f"resumed {self.run.path} after epoch {self.epoch}: {self.env_steps} env steps, "
-                f"{len(self.store.episodes)} episodes")
+        self.run.remove_partial_writes()
+        line = f"resumed {self.run.path} after epoch {self.epoch}: {self.env_steps} env steps, {len(self.store.episodes)} episodes"
+        if self.epoch < self.config.training.collect.stop_after_epoch:
+            start = time.perf_counter()
+            if self.collector.restore():
+                line += f"; env replayed to where it stopped ({time.perf_counter() - start:.1f}s)"
+            else:
+                line += "; warning: the env did not replay to the stored frames (not deterministic?), a new episode starts"
+        return line
 
     # Training steps ----------------------------------------------------------------------------------
 
@@ -193,15 +219,47 @@ class Trainer:
 
     # The loop ----------------------------------------------------------------------------------------
 
-    def evaluate(self, episodes: int) -> list[float]:
+    def evaluate(self, episodes: int, video: Path | None = None) -> list[float]:
+        """Returns of test episodes; the first one is also saved as a video at ``video`` if given."""
         e = self.config.eval
         if not self.test_envs:
             self.test_envs = [
-                atari.make_env(self.config.game, self.config.env, train=False, seed=self.config.seed + 10_000 + i)
+                self.game.make_env(self.config.env, train=False, seed=self.config.seed + 10_000 + i)
                 for i in range(e.num_envs)
             ]
+        frames: list[np.ndarray] | None = [] if video else None
         with self._autocast():
-            return evaluate(self.agent, self.test_envs, episodes, e.temperature, self.device, self.config.seed + 10_000)
+            returns = evaluate(self.agent, self.test_envs, episodes, e.temperature, self.device, self.config.seed + 10_000, frames)
+        if video:
+            save_video(video, np.stack(frames))
+        return returns
+
+    def _media_due(self) -> bool:
+        every, epochs = self.config.training.media_every, self.config.training.epochs
+        return bool(every) and (self.epoch % every == 0 or self.epoch == epochs)
+
+    @torch.no_grad()
+    def write_media(self) -> None:
+        """This epoch's reconstruction grid, latest training episode, and an episode imagined by the actor-critic
+        in the world model after a real burn-in. Randomness of their own, so media never change training."""
+        t, tag = self.config.training, f"epoch_{self.epoch:04d}"
+        rng = np.random.default_rng([self.config.seed, self.epoch])
+        generator = torch.Generator(device=self.device).manual_seed(self.config.seed + self.epoch)
+        save_video(self.run.media / f"train_{tag}", self.store.episodes[-1].frames.permute(0, 2, 3, 1).numpy())
+        if self.epoch <= t.tokenizer.start_after_epochs:
+            return
+        frames = self.store.sample(8, 1, True, rng)["frames"][:, 0].to(self.device).float().div(255)
+        save_reconstructions(self.run.media / f"reconstructions_{tag}.png", frames, self.agent.tokenizer, self.config.env.size)
+        if self.epoch <= t.world_model.start_after_epochs:
+            return
+        self.agent.eval()
+        segment = self.store.sample(1, t.actor_critic.burn_in + 1, False, rng)
+        real = segment["frames"].to(self.device).float().div(255)
+        with self._autocast():
+            dream = DreamEnv(self.agent.tokenizer, self.agent.world_model, generator)
+            rollout = imagine(self.agent.actor_critic, dream, real, segment["mask"].to(self.device), t.actor_critic.horizon)
+        context = real[0, :-1][segment["mask"][0, :-1].to(self.device)]
+        save_video(self.run.media / f"imagined_{tag}", torch.cat([context, rollout.frames[0].float()]))
 
     def train_epoch(self) -> dict[str, Any]:
         t, epoch = self.config.training, self.epoch
@@ -218,19 +276,19 @@ class Trainer:
         if epoch > t.actor_critic.start_after_epochs:
             metrics.update(self.train_actor_critic())
         if self.config.eval.every and epoch % self.config.eval.every == 0 and epoch < t.epochs:
-            returns = self.evaluate(self.config.eval.episodes)
+            returns = self.evaluate(self.config.eval.episodes, self.run.media / f"test_epoch_{epoch:04d}" if self._media_due() else None)
             metrics["eval/return"] = float(np.mean(returns))
-        every = t.reconstructions_every
-        if every and (epoch % every == 0 or epoch == t.epochs) and epoch > t.tokenizer.start_after_epochs:
-            frames = self._sample(8, 1, True)["frames"][:, 0]
-            save_reconstructions(self.run.media / f"reconstructions_epoch_{epoch:04d}.png", frames, self.agent.tokenizer, self.config.env.size)
+        if self._media_due():
+            self.write_media()
         return metrics
 
-    def fit(self) -> dict[str, Any]:
-        """Run the remaining epochs and the final evaluation; returns the summary written to summary.json."""
+    def fit(self) -> dict[str, Any] | None:
+        """Run the remaining epochs and the final evaluation; returns the summary written to summary.json, or
+        None when ``stop_requested`` was set (by a signal handler) and the run stopped after an epoch's checkpoint."""
         t = self.config.training
         for line in self.describe_lines():
             self.log(line)
+        self.observers.started(self.config)
         while self.epoch < t.epochs:
             self.epoch += 1
             start = time.perf_counter()
@@ -238,14 +296,20 @@ class Trainer:
             self.wall_time += time.perf_counter() - start
             record = {"epoch": self.epoch, "env_steps": self.env_steps, "wall_time": round(self.wall_time, 3), **metrics}
             self.run.log(record)
-            if self.epoch % t.checkpoint_every == 0 or self.epoch == t.epochs:
+            self.observers.metrics_logged(record)
+            if self.epoch % t.checkpoint_every == 0 or self.epoch == t.epochs or self.stop_requested:
                 self.save_checkpoint()
+                self.observers.checkpoint_saved(self.run.last_checkpoint, self.epoch)
             self.log(_epoch_line(record))
+            if self.stop_requested:
+                self.observers.finished(None)
+                return None
         start = time.perf_counter()
-        returns = self.evaluate(self.config.eval.final_episodes)
+        returns = self.evaluate(self.config.eval.final_episodes, self.run.media / "test_final")
         self.wall_time += time.perf_counter() - start
         summary = self.summary(returns)
         self.run.write_summary(summary)
+        self.observers.finished(summary)
         return summary
 
     def describe_lines(self) -> list[str]:
@@ -270,7 +334,7 @@ class Trainer:
             "env_steps": self.env_steps,
             "eval_returns": returns,
             "eval_return_mean": mean,
-            "human_normalised_score": atari.human_normalised(c.game, mean),
+            "human_normalised_score": self.game.human_normalised(mean),
             "wall_time_s": round(self.wall_time, 2),
             "parameters": self.agent.parameter_counts(),
             "backbone_info": self.agent.world_model.transformer.describe(),

@@ -308,3 +308,102 @@ def test_cli_compare_end_to_end(runs, tmp_path):
     assert "IRIS (published)" in (out / "report.md").read_text()
     result = CliRunner().invoke(cli, ["compare", str(runs), "--out", str(out), "--baseline", "DIAMANT"])
     assert result.exit_code == 2 and "did you mean 'DIAMOND'" in result.output
+
+
+# The world-model track and throughput CSVs -------------------------------------------------------------
+
+
+def write_wm_run(folder: Path, game: str, seed: int, pretrained: bool, drop: tuple[str, ...] = ()) -> Path:
+    """A finished world-model-track run folder: the loss falls with frames seen, faster when ``pretrained``."""
+    folder.mkdir(parents=True)
+    scale = 1.0 if pretrained else 2.0
+    rows = [
+        {"env_steps": frames, "heldout/loss/observations": scale * 4.0 / (i + 1) + 0.1 * seed, "heldout/accuracy/rewards": 0.9,
+         "heldout/accuracy/ends": 0.8 + 0.1 * seed, "heldout/rollout_mse@1": 0.01, "heldout/rollout_psnr@1": 20.0 + i,
+         "heldout/rollout_psnr@10": 15.0 + i, "heldout/rollout_token_accuracy@10": 0.5 + 0.1 * i, "heldout/reconstruction_mse": 0.005}
+        for i, frames in enumerate((100, 200, 400))
+    ]  # fmt: skip
+    target = 1.5
+    summary = {
+        "schema_version": 1, "track": "world-model", "game": game, "backbone": "llm-lora", "tokenizer": "vqvae",
+        "preset": "smoke", "seed": seed, "budgets": [100, 200, 400], "per_budget": rows, "final": rows[-1],
+        "target_loss": target, "frames_to_target": next((r["env_steps"] for r in rows if r["heldout/loss/observations"] <= target), None),
+    }  # fmt: skip
+    for key in drop:
+        summary.pop(key)
+    (folder / "summary.json").write_text(json.dumps(summary))
+    config = {"game": game, "seed": seed, "backbone": {"name": "llm-lora", "options": {"model": "smollm2-135m", "pretrained": pretrained}}}
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def test_compare_world_model_runs(tmp_path):
+    folders = [write_wm_run(tmp_path / "wm" / f"{game}-{p}-{seed}", game, seed, p) for game in ("Pong", "Breakout")
+               for p in (True, False) for seed in (0, 1)]  # fmt: skip
+    report = compare(folders, tmp_path / "out", [], reps=100)
+    out = tmp_path / "out"
+    text = report.read_text()
+    for name in ("data_efficiency.csv", "frames_to_target.csv", "wm_heldout_loss.png", "wm_rollout_psnr.png", "wm_rollout_tokens.png"):
+        assert (out / name).is_file() and f"({name})" in text, name
+    assert "# World-model track" in text and "# Agent track" not in text and not (out / "aggregates.csv").exists()
+    # The two setups differ only in backbone.options.pretrained: that names them.
+    rows = _csv(out / "data_efficiency.csv")
+    assert {r["method"] for r in rows} == {"llm-lora[pretrained=true]", "llm-lora[pretrained=false]"}
+    row = next(r for r in rows if r["method"] == "llm-lora[pretrained=false]" and r["game"] == "Pong" and r["env_steps"] == "200")
+    assert row["seeds"] == "2"
+    assert float(row["heldout/loss/observations mean"]) == pytest.approx(np.mean([4.0, 4.1]))
+    assert float(row["heldout/loss/observations std"]) == pytest.approx(np.std([4.0, 4.1], ddof=1))
+    assert float(row["heldout/accuracy/ends mean"]) == pytest.approx(0.85)
+    targets = {(r["method"], r["game"]): r for r in _csv(out / "frames_to_target.csv")}
+    # Pretrained: 4.0, 2.0, 1.33 (+0.1 per seed) -> both seeds reach 1.5 at 400 frames; the control never does.
+    pre = targets[("llm-lora[pretrained=true]", "Pong")]
+    assert (pre["reached"], float(pre["frames_to_target_mean"])) == ("2", 400.0)
+    assert targets[("llm-lora[pretrained=false]", "Pong")]["reached"] == "0" and "not reached" in text
+    curve = {(r["method"], r["game"], r["env_steps"]): r for r in _csv(out / "wm_rollout_psnr.csv")}
+    assert float(curve[("llm-lora[pretrained=true]", "Breakout", "400")]["mean"]) == pytest.approx(17.0)
+    assert "| token acc.@10 |" in (out / "data_efficiency.md").read_text().splitlines()[0]
+
+
+def test_compare_mixed_tracks_and_bench_csvs(runs, tmp_path):
+    from wmbench.report.compare import find_bench_csvs
+
+    write_wm_run(runs / "wm" / "0", "Pong", 0, True)
+    cell = tmp_path / "sweep" / "cells" / "Pong-scratch-vqvae"
+    cell.mkdir(parents=True)
+    from wmbench.bench import COLUMNS
+
+    row = {c: "" for c in COLUMNS} | {"time": "2026-01-01T00:00:00Z", "device": "cpu", "threads": "1", "dtype": "fp32",
+                                       "game": "Pong", "preset": "smoke", "backbone": "scratch", "tokenizer": "vqvae", "batch": "16",
+                                       "measure": "imagine_frames_per_s", "unit": "frames/s", "median": "1234.5", "ratio_to_ale": "0.5"}  # fmt: skip
+    (cell / "throughput.csv").write_text(",".join(COLUMNS) + "\n" + ",".join(row[c] for c in COLUMNS) + "\n")
+    folders, _ = find_run_dirs([runs])
+    csvs = find_bench_csvs([runs, tmp_path / "sweep"])
+    assert csvs == [(cell / "throughput.csv").resolve()]
+    report = compare(folders, tmp_path / "out", ["IRIS"], reps=100, bench_csvs=csvs)
+    text = report.read_text()
+    assert "# Agent track" in text and "# World-model track" in text and "## Throughput (wmbench bench)" in text
+    (row,) = _csv(tmp_path / "out" / "bench.csv")
+    assert float(row["median"]) == 1234.5 and row["source"] == str(cell.resolve() / "throughput.csv")
+    assert "| imagined frames/s |" in text and "1,234" in text  # bench's own table: one row per setup
+    (cell / "throughput.csv").write_text("backbone,fps\nscratch,1\n")
+    with pytest.raises(WmbenchError, match=r"throughput.csv is not a wmbench bench CSV"):
+        compare(folders, tmp_path / "out", [], reps=100, bench_csvs=csvs)
+    assert len(_csv(tmp_path / "out" / "runs.csv")) == 8  # the world-model run is not an agent run
+    # The report's own throughput.csv (beside report.md) is not taken for a bench CSV the next time.
+    assert find_bench_csvs([tmp_path / "out"]) == []
+
+
+@pytest.mark.parametrize("drop", ["per_budget", "target_loss", "seed"])
+def test_world_model_run_missing_field_names_folder(tmp_path, drop):
+    folder = write_wm_run(tmp_path / "wm", "Pong", 0, True, drop=(drop,))
+    with pytest.raises(WmbenchError, match=rf"run folder {folder}: summary.json has no field '{drop}'"):
+        load_run(folder)
+
+
+def test_world_model_run_bad_budget_row_names_folder(tmp_path):
+    folder = write_wm_run(tmp_path / "wm", "Pong", 0, True)
+    summary = json.loads((folder / "summary.json").read_text())
+    summary["per_budget"][1].pop("heldout/loss/observations")
+    (folder / "summary.json").write_text(json.dumps(summary))
+    with pytest.raises(WmbenchError, match=rf"{folder}: summary.json per_budget\[1\] has no number 'heldout/loss/observations'"):
+        load_run(folder)

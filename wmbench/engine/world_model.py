@@ -93,6 +93,18 @@ class WorldModel(nn.Module):
         mask: torch.Tensor,
     ) -> WorldModelLosses:
         """Cross-entropies on a batch of segments: tokens ``[B, T, K]``, the rest ``[B, T]``; mask marks real steps."""
+        out = self.predictions(obs_tokens, actions, rewards, ends, mask)
+        return WorldModelLosses(**{k: F.cross_entropy(logits.flatten(0, -2), labels.flatten()) for k, (logits, labels) in out.items()})
+
+    def predictions(
+        self,
+        obs_tokens: torch.Tensor,
+        actions: torch.Tensor,
+        rewards: torch.Tensor,
+        ends: torch.Tensor,
+        mask: torch.Tensor,
+    ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Logits and labels (-100 where masked) of the heads, for ``observations``, ``rewards`` and ``ends``."""
         b, t, k = obs_tokens.shape
         tokens = torch.cat([obs_tokens, actions[..., None]], dim=2).flatten(1)
         hidden = self(tokens).view(b, t, k + 1, -1)
@@ -102,11 +114,11 @@ class WorldModel(nn.Module):
         at_action = hidden[:, :, k]
         reward_labels = (rewards.sign().long() + 1).masked_fill(~mask, -100)
         end_labels = ends.long().masked_fill(~mask, -100)
-        return WorldModelLosses(
-            observations=F.cross_entropy(self.head_observations(reads).flatten(0, 1), labels.flatten()),
-            rewards=F.cross_entropy(self.head_rewards(at_action).flatten(0, 1), reward_labels.flatten()),
-            ends=F.cross_entropy(self.head_ends(at_action).flatten(0, 1), end_labels.flatten()),
-        )
+        return {
+            "observations": (self.head_observations(reads), labels),
+            "rewards": (self.head_rewards(at_action), reward_labels),
+            "ends": (self.head_ends(at_action), end_labels),
+        }
 
 
 def _init_weights(module: nn.Module) -> None:

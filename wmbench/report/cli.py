@@ -23,8 +23,9 @@ from wmbench.report.baselines import DEFAULT
 def compare(run_dirs: tuple[Path, ...], out: Path, baselines: tuple[str, ...], reps: int, seed: int) -> None:
     """Compare finished runs: tables, aggregates with bootstrap intervals, plots and a report.md.
 
-    RUN_DIR is a run folder or any folder with run folders below it (every folder holding a
-    summary.json is taken; unfinished runs are skipped with a warning).
+    RUN_DIR is a run folder or any folder with run folders below it, a sweep folder say (every folder
+    holding a summary.json is taken, of the agent and the world-model tracks; unfinished runs are skipped
+    with a warning; the throughput.csv files of `wmbench bench` below it make a throughput table).
 
     \b
     Examples:
@@ -35,12 +36,14 @@ def compare(run_dirs: tuple[Path, ...], out: Path, baselines: tuple[str, ...], r
     Exit codes: 0 report written, 2 bad input (missing folder, run without summary.json or a field).
     """
     from wmbench.report.compare import compare as run_compare
-    from wmbench.report.compare import find_run_dirs
+    from wmbench.report.compare import find_bench_csvs, find_run_dirs
 
     chosen = [b for b in baselines if b.lower() != "none"] if baselines else list(DEFAULT)
     folders, unfinished = find_run_dirs(list(run_dirs))
     if unfinished:
         shown = ", ".join(map(str, unfinished[:5])) + (", ..." if len(unfinished) > 5 else "")
         click.echo(f"wmbench: skipping {len(unfinished)} unfinished run folder(s) (no summary.json): {shown}", err=True)
-    report = run_compare(folders, out, chosen, reps=reps, seed=seed)
-    click.echo(f"{len(folders)} run(s) compared; report: {report}")
+    csvs = find_bench_csvs(list(run_dirs))
+    report = run_compare(folders, out, chosen, reps=reps, seed=seed, bench_csvs=csvs)
+    extra = f" and {len(csvs)} throughput CSV(s)" if csvs else ""
+    click.echo(f"{len(folders)} run(s) compared{extra}; report: {report}")

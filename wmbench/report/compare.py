@@ -3,7 +3,10 @@ and a ``report.md`` that links them).
 
 A run folder holds ``summary.json`` (final evaluation, costs) and ``metrics.jsonl`` (one line per epoch);
 see :mod:`wmbench.rundir`. Runs are grouped by backbone (with the tokenizer and preset added to the label
-when the runs mix several), and published baselines appear beside them, always marked "published".
+when the runs mix several, and the options that tell apart runs of one backbone), and published baselines
+appear beside them, always marked "published". Runs of the world-model track (``"track": "world-model"`` in
+summary.json) get the data-efficiency sections of :mod:`wmbench.report.data_efficiency`, and throughput CSVs
+written by ``wmbench bench`` a table of their own.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ from typing import Any
 import numpy as np
 
 from wmbench import files
+from wmbench.config import flatten
 from wmbench.errors import WmbenchError
+from wmbench.plugins import registry
 from wmbench.report import baselines as published
 from wmbench.report import stats
 from wmbench.rundir import SCHEMA_VERSION, RunDir
@@ -32,6 +37,18 @@ REQUIRED: dict[str, type | tuple[type, ...]] = {
     "seed": int,
     "eval_return_mean": (int, float),
 }
+#: The same for runs of the world-model track (no evaluation returns; held-out figures per budget instead).
+REQUIRED_WORLD_MODEL: dict[str, type | tuple[type, ...]] = {
+    "schema_version": int,
+    "game": str,
+    "backbone": str,
+    "seed": int,
+    "per_budget": list,
+    "target_loss": (int, float),
+}
+WORLD_MODEL_TRACK = "world-model"
+#: Config keys that never tell two setups apart (they vary within one setup, or name it already).
+NOT_SETUP = {"game", "seed", "device", "bf16", "preset", "tokenizer.name", "backbone.name"}
 WM_LOSS = "loss/world_model/total"
 IMAGINED_FPS = "throughput/imagined_frames_per_s"
 PUBLISHED = " (published)"
@@ -46,11 +63,16 @@ INLINE_ROWS = 40
 
 @dataclass(frozen=True)
 class Run:
-    """One finished run: its folder, its summary.json and its metrics.jsonl lines."""
+    """One finished run: its folder, its summary.json, its metrics.jsonl lines and its config.json."""
 
     path: Path
     summary: dict[str, Any]
     metrics: list[dict[str, Any]]
+    config: dict[str, Any]
+
+    @property
+    def track(self) -> str:
+        return self.summary.get("track", "agent")
 
 
 # Reading run folders ---------------------------------------------------------------------------------
@@ -75,13 +97,20 @@ def find_run_dirs(paths: Sequence[Path]) -> tuple[list[Path], list[Path]]:
             continue
         found = sorted(p.parent for p in path.rglob("summary.json"))
         unfinished += sorted(p.parent for p in path.rglob("config.json") if not (p.parent / "summary.json").exists())
-        if not found:
+        if not found and not find_bench_csvs([path]):
             waiting = sum(1 for u in unfinished if path in u.parents)
             hint = f"; {waiting} unfinished (config.json without summary.json)" if waiting else ""
             raise WmbenchError(f"{path} holds no finished run folders (no summary.json found below it{hint})")
         runs += found
     unique = list(dict.fromkeys(p.resolve() for p in runs))
     return unique, sorted(set(unfinished))
+
+
+def find_bench_csvs(paths: Sequence[Path]) -> list[Path]:
+    """The ``throughput.csv`` files of ``wmbench bench`` below the paths (a report's own throughput.csv, beside
+    its report.md, is not one)."""
+    found = [c for p in map(Path, paths) if p.is_dir() for c in p.rglob("throughput.csv") if not (c.parent / "report.md").exists()]
+    return sorted({c.resolve() for c in found})
 
 
 def load_run(folder: Path) -> Run:
@@ -96,7 +125,8 @@ def load_run(folder: Path) -> Run:
         raise WmbenchError(f"run folder {folder}: summary.json is not valid JSON ({exc})") from exc
     if not isinstance(summary, dict):
         raise WmbenchError(f"run folder {folder}: summary.json is not a JSON object")
-    for field, kind in REQUIRED.items():
+    world_model = summary.get("track") == WORLD_MODEL_TRACK
+    for field, kind in (REQUIRED_WORLD_MODEL if world_model else REQUIRED).items():
         if field not in summary or summary[field] is None:
             raise WmbenchError(f"run folder {folder}: summary.json has no field {field!r}")
         value = summary[field]
@@ -107,13 +137,30 @@ def load_run(folder: Path) -> Run:
             f"run folder {folder}: summary.json has schema_version {summary['schema_version']}; "
             f"this wmbench reads {SCHEMA_VERSION} (upgrade wmbench)"
         )
-    if not math.isfinite(summary["eval_return_mean"]):
+    if world_model:
+        _check_budgets(folder, summary["per_budget"])
+    elif not math.isfinite(summary["eval_return_mean"]):
         raise WmbenchError(
             f"run folder {folder}: summary.json field 'eval_return_mean' is not finite (no evaluation episode ended?)"
         )
-    if summary["game"] not in published.human_scores():
-        raise WmbenchError(f"run folder {folder}: summary.json field 'game' is {summary['game']!r}, not an Atari 100k game")
-    return Run(folder, summary, RunDir(folder).read_metrics())
+    if summary["game"] not in registry().games:
+        raise WmbenchError(f"run folder {folder}: summary.json field 'game' is {summary['game']!r}, not an Atari 100k game "
+                           "nor a game of another installed env suite (wmbench list games)")
+    run = RunDir(folder)
+    return Run(folder, summary, run.read_metrics(), run.read_config() if run.config.is_file() else {})
+
+
+def _check_budgets(folder: Path, rows: list[Any]) -> None:
+    """Every per-budget row of a world-model run has its frames seen and a finite held-out next-token loss."""
+    from wmbench.report.data_efficiency import OBS_LOSS
+
+    if not rows:
+        raise WmbenchError(f"run folder {folder}: summary.json field 'per_budget' is empty")
+    for i, row in enumerate(rows):
+        for key in ("env_steps", OBS_LOSS):
+            value = row.get(key) if isinstance(row, dict) else None
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                raise WmbenchError(f"run folder {folder}: summary.json per_budget[{i}] has no number {key!r}")
 
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:
@@ -124,7 +171,10 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
 
 
 def method_labels(runs: Sequence[Run]) -> list[str]:
-    """The backbone of each run, with ``/tokenizer`` and ``@preset`` added when the runs mix several."""
+    """The backbone of each run, with ``/tokenizer`` and ``@preset`` added when the runs mix several, and
+    ``[option=value, ...]`` for the config options that differ between runs of the same label (the LLM
+    backbone pretrained and its random-weight control, say; a key that only some configs have is a change of
+    wmbench version, not of setup, and is left out)."""
     tokenizers = {r.summary.get("tokenizer") for r in runs}
     presets = {r.summary.get("preset") for r in runs}
     labels = []
@@ -135,7 +185,19 @@ def method_labels(runs: Sequence[Run]) -> list[str]:
         if len(presets) > 1:
             label += f"@{r.summary.get('preset')}"
         labels.append(label)
+    flat = [flatten(r.config) for r in runs]
+    for label in set(labels):
+        members = [i for i, lab in enumerate(labels) if lab == label]
+        keys = sorted(set.intersection(*(set(flat[i]) for i in members)) - NOT_SETUP)
+        differing = [k for k in keys if len({json.dumps(flat[i].get(k)) for i in members}) > 1]
+        for i in members:
+            if differing:
+                labels[i] = label + "[" + ", ".join(f"{k.split('.')[-1]}={_option(flat[i].get(k))}" for k in differing) + "]"
     return labels
+
+
+def _option(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else "–" if value is None else str(value)
 
 
 def _last(metrics: list[dict[str, Any]], key: str) -> float:
@@ -147,7 +209,7 @@ def runs_table(runs: Sequence[Run]):
     """One row per run: what it was, its final score, and its costs."""
     import pandas as pd
 
-    human, rand = published.human_scores(), published.random_scores()
+    human = published.human_scores()
     rows = []
     for label, r in zip(method_labels(runs), runs):
         s = r.summary
@@ -166,7 +228,7 @@ def runs_table(runs: Sequence[Run]):
                 "env_steps": s.get("env_steps"),
                 "eval_episodes": len(s.get("eval_returns") or []),
                 "eval_return_mean": float(s["eval_return_mean"]),
-                "human_normalised_score": stats.human_normalised(float(s["eval_return_mean"]), human[game], rand[game]),
+                "human_normalised_score": registry().game(game).human_normalised(float(s["eval_return_mean"])),
                 "wall_time_s": s.get("wall_time_s"),
                 "imagined_frames_per_s": _last(r.metrics, IMAGINED_FPS),
                 "peak_cpu_rss_mb": memory.get("cpu_rss_mb"),
@@ -692,23 +754,71 @@ def _curve_sections(w: _Writer, runs: Sequence[Run], colours: dict[str, Any]) ->
     return lines
 
 
-def compare(run_dirs: list[Path], out: Path, baselines: list[str], reps: int = stats.REPS, seed: int = 0) -> Path:
-    """Read the run folders, write tables, plots and ``report.md`` into ``out``; returns report.md's path.
+def compare(
+    run_dirs: list[Path], out: Path, baselines: list[str], reps: int = stats.REPS, seed: int = 0, bench_csvs: Sequence[Path] = ()
+) -> Path:
+    """Read the run folders (and ``wmbench bench`` CSVs), write tables, plots and ``report.md`` into ``out``;
+    returns report.md's path.
 
     ``baselines`` names published methods (see :func:`wmbench.report.baselines.available`) to show beside
-    the runs. Every file is written atomically; files of an earlier report in ``out`` are replaced.
+    the agent runs. Every file is written atomically; files of an earlier report in ``out`` are replaced.
     """
     import wmbench
 
-    if not run_dirs:
+    if not run_dirs and not bench_csvs:
         raise WmbenchError("no run folders to compare")
     baseline_names = list(dict.fromkeys(published.check(b) for b in baselines))
     runs = [load_run(Path(p)) for p in run_dirs]
+    bench = read_bench_csvs(bench_csvs)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise WmbenchError(f"--out {out} is a file, not a folder")
     w = _Writer(out)
+    agent = [r for r in runs if r.track != WORLD_MODEL_TRACK]
+    world_model = [r for r in runs if r.track == WORLD_MODEL_TRACK]
+    parts = [f"{len(agent)} agent run(s)"] * bool(agent) + [f"{len(world_model)} world-model run(s)"] * bool(world_model)
+    parts += [f"{len(bench_csvs)} throughput CSV(s) of `wmbench bench`"] * bool(bench_csvs)
+    lines = ["# wmbench report", "", f"Made by `wmbench compare` (wmbench {wmbench.__version__}) from {', '.join(parts)}.", ""]
+    if agent:
+        lines += _agent_sections(w, agent, baseline_names, reps, seed)
+    if world_model:
+        lines += _data_efficiency_sections(w, world_model)
+    if bench is not None:
+        from wmbench.bench import markdown_table
 
+        w.text("bench.csv", bench.to_csv(index=False))
+        md = markdown_table(out / "bench.csv")
+        w.text("bench.md", md)
+        lines += _section(
+            "Throughput (wmbench bench)",
+            "The latest figures of every setup measured by `wmbench bench`, medians over its repeats; every row of "
+            "the CSVs found (the `source` column names each file) in [bench.csv](bench.csv).",
+            md,
+            len(bench),
+        )
+    return out / w.text("report.md", "\n".join(lines).rstrip() + "\n")
+
+
+def read_bench_csvs(paths: Sequence[Path]):
+    """The rows of every throughput CSV of ``wmbench bench``, with a ``source`` column; None when there are none."""
+    import pandas as pd
+
+    from wmbench.bench import COLUMNS
+
+    frames = []
+    for path in map(Path, paths):
+        try:
+            frame = pd.read_csv(path, keep_default_na=False)
+        except (OSError, ValueError) as exc:
+            raise WmbenchError(f"throughput CSV {path} cannot be read ({exc})") from exc
+        if list(frame.columns) != list(COLUMNS) or frame.empty:
+            raise WmbenchError(f"throughput CSV {path} is not a wmbench bench CSV with rows (columns {list(frame.columns)})")
+        frames.append(frame.assign(source=str(path)))
+    return pd.concat(frames, ignore_index=True) if frames else None
+
+
+def _agent_sections(w: _Writer, runs: list[Run], baseline_names: list[str], reps: int, seed: int) -> list[str]:
+    """Everything about the agent track's runs: aggregates, per-game scores, curves, throughput, runs."""
     df = runs_table(runs)
     methods = list(dict.fromkeys(df["method"]))
     colours = palette(methods + [f"{b}{PUBLISHED}" for b in baseline_names])
@@ -719,9 +829,9 @@ def compare(run_dirs: list[Path], out: Path, baselines: list[str], reps: int = s
         notes.append(f"{len(silent)} run folder(s) have no metrics.jsonl lines, so no curves: {', '.join(silent)}.")
 
     lines = [
-        "# wmbench report",
+        "# Agent track",
         "",
-        f"Made by `wmbench compare` (wmbench {wmbench.__version__}) from {len(runs)} run folder(s): "
+        f"{len(runs)} run folder(s): "
         f"{len(methods)} backbone setup(s) ({', '.join(methods)}) on {df['game'].nunique()} game(s), seeds "
         f"{', '.join(map(str, sorted(df['seed'].unique())))}. Published baselines: {', '.join(baseline_names) or 'none'} "
         "(rows and columns marked \"published\": their authors' scores, see `results/baselines/README.md` in the "
@@ -753,4 +863,59 @@ def compare(run_dirs: list[Path], out: Path, baselines: list[str], reps: int = s
     )
     shown = df.drop(columns=["backbone", "path", "world_model_trainable", "tokenizer_params", "actor_critic_params"])
     lines += _section("Runs", "One row per run: [runs.csv](runs.csv), [runs.md](runs.md).", w.table("runs", df, shown), len(df))
-    return out / w.text("report.md", "\n".join(lines).rstrip() + "\n")
+    return lines
+
+
+def _data_efficiency_sections(w: _Writer, runs: list[Run]) -> list[str]:
+    """The world-model track: held-out figures per budget, frames to the target loss, and curves."""
+    from wmbench.report import data_efficiency as de
+
+    labels = method_labels(runs)
+    long = de.long_table(runs, labels)
+    colours = palette(list(dict.fromkeys(labels)))
+    table = de.budget_table(long)
+    targets = de.target_table(runs, labels)
+    lines = [
+        "# World-model track",
+        "",
+        f"{len(runs)} run folder(s): {len(set(labels))} backbone setup(s) ({', '.join(dict.fromkeys(labels))}) on "
+        f"{long['game'].nunique()} game(s), seeds {', '.join(map(str, sorted(long['seed'].unique())))}. The tokenizer and world "
+        "model alone, trained on growing prefixes of a fixed random-policy dataset per game and seed; every figure is "
+        "measured on held-out episodes of that dataset, at each budget of frames seen (equal data for every backbone).",
+        "",
+    ]
+    lines += _section(
+        "Data efficiency",
+        "Per game and budget, mean ± std over seeds: held-out next-token cross-entropy (nats), reward-sign and "
+        "episode-end accuracy (also on the rewarded steps alone), the tokenizer's reconstruction MSE (the floor of "
+        "the rollout error), and for frames imagined k steps ahead, driven by the held-out actions, their PSNR "
+        "against the real frames and the share of their tokens equal to the real frames' tokens (the world model's "
+        "own error; both higher is better); every figure with its std in [data_efficiency.csv](data_efficiency.csv).",
+        w.table("data_efficiency", table, de.budget_markdown(table, long)),
+        len(table),
+    )
+    lines += _section(
+        "Frames to target loss",
+        "Per game, the seeds whose held-out next-token loss reached the target at one of the budgets, the frames "
+        "they needed (mean ± std over those seeds; budgets are the resolution) and the loss at the last budget: "
+        "[frames_to_target.csv](frames_to_target.csv).",
+        w.table("frames_to_target", targets, de.target_markdown(targets)),
+        len(targets),
+    )
+    names = de.figure_names(long)
+    plotted = [(de.OBS_LOSS, "wm_heldout_loss", "next-token loss (nats)")]
+    for prefix, file, ylabel in (("heldout/rollout_psnr@", "wm_rollout_psnr", "PSNR (dB)"),
+                                 ("heldout/rollout_token_accuracy@", "wm_rollout_tokens", "token accuracy")):  # fmt: skip
+        longest = [n for n in names if n.startswith(prefix)][-1:]
+        plotted += [(n, file, ylabel) for n in longest]
+    for name, file, ylabel in plotted:
+        summary = curve_summary(de.curve_long(long, name))
+        fig = plot_curves(summary, colours, ylabel, f"World-model track: {name} against frames seen (mean ± std over seeds)")
+        lines += _section(
+            f"Curves: {name}",
+            f"Per game, `{name}` against frames seen (the x axis reads environment steps), mean ± std over seeds "
+            f"per backbone: [{file}.csv]({file}.csv).",
+            image=w.figure(f"{file}.png", fig),
+        )
+        w.text(f"{file}.csv", summary.to_csv(index=False))
+    return lines

@@ -29,11 +29,6 @@ class Interval(NamedTuple):
     high: float
 
 
-def human_normalised(score: float, human: float, random: float) -> float:
-    """(score - random) / (human - random)."""
-    return (score - random) / (human - random)
-
-
 def score_matrix(scores: Mapping[str, Sequence[float]], games: Sequence[str]) -> np.ndarray:
     """Stack per-game run scores into ``[runs x games]``, keeping the first ``min(len)`` runs of each game.
 

@@ -1,0 +1,470 @@
+"""Benchmark definitions (``benchmarks/*.toml``) and ``wmbench sweep``: every cell of a benchmark's matrix
+(games x backbones x tokenizers x seeds) run as its own ``wmbench`` process, a few at a time.
+
+A benchmark file::
+
+    name = "smoke"
+    track = "agent"                  # agent | world-model | throughput
+    preset = "smoke"
+    games = ["Pong", "Breakout"]
+    seeds = [0]
+    tokenizers = ["vqvae"]           # optional, default ["vqvae"]
+    device = "cpu"                   # optional: --device of every cell
+    batch = 16                       # optional, throughput only: --batch of wmbench bench
+    set = ["training.epochs=4"]      # optional: --set overrides of every cell
+
+    [[backbones]]
+    name = "llm-lora"
+    label = "llm-lora-random"        # optional (default: the name); names the cells (reports name a setup by
+                                     # its backbone and the options that tell it apart from the others)
+    set = ["backbone.model=tiny-llama", "backbone.pretrained=false"]
+
+The sweep folder holds ``benchmark.json`` (the definition it was made for), ``cells/<cell-id>/`` (a run folder
+per cell, with the cell's output in ``log.txt``), and ``index.json`` / ``index.csv`` (every cell with its status,
+duration, folder and the command that reproduces it), rewritten atomically as cells finish. The next sweep
+skips finished cells, resumes interrupted ones from their checkpoint, and runs failed ones afresh (removing
+their folder; to rerun a failed cell's command by hand, move its folder away first).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+from wmbench import files
+from wmbench.errors import WmbenchError, did_you_mean
+
+TRACKS = ("agent", "world-model", "throughput")
+KEYS = ("name", "description", "track", "preset", "games", "seeds", "tokenizers", "device", "batch", "set", "backbones")
+BACKBONE_KEYS = ("name", "label", "set")
+LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+INDEX_FIELDS = (
+    "id", "status", "action", "game", "backbone", "label", "tokenizer", "seed", "duration_s", "returncode",
+    "folder", "log", "error", "command",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    name: str
+    label: str
+    overrides: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """A validated benchmark file."""
+
+    path: Path
+    name: str
+    track: str
+    preset: str
+    games: tuple[str, ...]
+    seeds: tuple[int, ...]
+    tokenizers: tuple[str, ...]
+    backbones: tuple[BackboneSpec, ...]
+    overrides: tuple[str, ...] = ()
+    device: str | None = None
+    batch: int | None = None
+    description: str = ""
+
+    def definition(self) -> dict[str, Any]:
+        """What the benchmark runs, as JSON (path and description left out: they change no cell)."""
+        data = asdict(self)
+        data.pop("path")
+        data.pop("description")
+        return json.loads(json.dumps(data))
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One process of a sweep: a game, a backbone setup, a tokenizer and a seed (no seed for throughput)."""
+
+    id: str
+    game: str
+    backbone: str
+    label: str
+    tokenizer: str
+    seed: int | None
+    overrides: tuple[str, ...] = field(default=())
+
+
+# Reading benchmark files -----------------------------------------------------------------------------
+
+
+def _list(data: dict[str, Any], key: str, kind: type, where: str, default: list | None = None) -> list:
+    """A list of distinct values of one type: non-empty, except for ``set`` (overrides)."""
+    value = data.get(key, default)
+    if value is None:
+        raise WmbenchError(f"{where}: missing {key!r}")
+    if not isinstance(value, list) or not all(isinstance(v, kind) and not isinstance(v, bool) for v in value) or not (value or key == "set"):
+        raise WmbenchError(f"{where}: {key!r} must be a non-empty list of {kind.__name__}s, got {value!r}")
+    if len(set(value)) != len(value):
+        raise WmbenchError(f"{where}: {key!r} lists an entry twice: {value!r}")
+    return value
+
+
+def _keys(data: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:
+    for key in data:
+        if key not in allowed:
+            raise WmbenchError(f"{where}: unknown key {key!r}{did_you_mean(key, allowed)}; allowed: {', '.join(allowed)}")
+
+
+def load_benchmark(path: Path) -> Benchmark:
+    """Read and fully check a benchmark file: every name, key and value of every cell, before anything runs."""
+    from wmbench.config import preset_names
+    from wmbench.errors import unknown
+    from wmbench.plugins import registry
+
+    path = Path(path)
+    data = files.read_toml(path, "benchmark file")
+    where = f"benchmark file {path}"
+    _keys(data, KEYS, where)
+    for key in ("name", "track", "preset"):
+        if not isinstance(data.get(key), str):
+            raise WmbenchError(f"{where}: {key!r} must be a string, got {data.get(key)!r}")
+    if data["track"] not in TRACKS:
+        raise WmbenchError(f"{where}: {unknown('track', data['track'], TRACKS)}")
+    if data["preset"] not in preset_names():
+        raise WmbenchError(f"{where}: {unknown('preset', data['preset'], preset_names())}")
+    if "batch" in data and (data["track"] != "throughput" or not isinstance(data["batch"], int) or data["batch"] < 1):
+        raise WmbenchError(f"{where}: 'batch' is a positive integer of the throughput track only, got {data['batch']!r}")
+    if data.get("device", "auto") not in ("auto", "cpu", "cuda"):
+        raise WmbenchError(f"{where}: 'device' must be auto, cpu or cuda, got {data['device']!r}")
+    raw = data.get("backbones")
+    if not isinstance(raw, list) or not raw or not all(isinstance(b, dict) for b in raw):
+        raise WmbenchError(f"{where}: 'backbones' must be a non-empty array of tables ([[backbones]] with a name)")
+    specs = []
+    reg = registry()
+    for i, entry in enumerate(raw):
+        at = f"{where}, backbones[{i}]"
+        _keys(entry, BACKBONE_KEYS, at)
+        if not isinstance(entry.get("name"), str):
+            raise WmbenchError(f"{at}: 'name' must be a backbone id, got {entry.get('name')!r}")
+        try:
+            reg.get("backbone", entry["name"])
+        except WmbenchError as exc:
+            raise WmbenchError(f"{at}: {exc}") from None
+        label = entry.get("label", entry["name"])
+        if not isinstance(label, str) or not LABEL.match(label):
+            raise WmbenchError(f"{at}: 'label' must be letters, digits, '.', '_' or '-', got {label!r}")
+        specs.append(BackboneSpec(entry["name"], label, tuple(_list(entry, "set", str, at, default=[]))))
+    labels = [s.label for s in specs]
+    if len(set(labels)) != len(labels):
+        raise WmbenchError(f"{where}: two backbones have the same label; give each a distinct 'label' ({', '.join(labels)})")
+    bench = Benchmark(
+        path=path,
+        name=data["name"],
+        track=data["track"],
+        preset=data["preset"],
+        games=tuple(_list(data, "games", str, where)),
+        seeds=tuple(_list(data, "seeds", int, where, default=[0])),
+        tokenizers=tuple(_list(data, "tokenizers", str, where, default=["vqvae"])),
+        backbones=tuple(specs),
+        overrides=tuple(_list(data, "set", str, where, default=[])),
+        device=data.get("device"),
+        batch=data.get("batch"),
+        description=str(data.get("description", "")),
+    )
+    for tokenizer in bench.tokenizers:
+        try:
+            reg.get("tokenizer", tokenizer)
+        except WmbenchError as exc:
+            raise WmbenchError(f"{where}: {exc}") from None
+    _check_cells(bench)
+    return bench
+
+
+def _check_cells(bench: Benchmark) -> None:
+    """Resolve every cell's config as its process will (game names, config keys, option values)."""
+    from wmbench import config as cfg
+    from wmbench.plugins import registry
+
+    where = f"benchmark file {bench.path}"
+    for game in bench.games:
+        try:
+            registry().game(game)
+        except WmbenchError as exc:
+            raise WmbenchError(f"{where}: {exc}") from None
+    extra = {"device": bench.device} if bench.device else {}
+    for i, spec in enumerate(bench.backbones):
+        for tokenizer in bench.tokenizers:
+            try:
+                config = cfg.resolve(bench.preset, bench.games[0], bench.seeds[0], tokenizer, spec.name,
+                                     [*bench.overrides, *spec.overrides], registry(), extra)  # fmt: skip
+                if bench.track == "world-model":
+                    from wmbench.tracks.world_model import check_settings
+
+                    check_settings(config)
+            except WmbenchError as exc:
+                raise WmbenchError(f"{where}, backbones[{i}] ({spec.label}): {exc}") from None
+
+
+def cells(bench: Benchmark) -> list[Cell]:
+    """Every cell, with a readable id that stays the same from one sweep to the next."""
+    seeds: tuple[int | None, ...] = (None,) if bench.track == "throughput" else bench.seeds
+    out = []
+    for game in bench.games:
+        for spec in bench.backbones:
+            for tokenizer in bench.tokenizers:
+                for seed in seeds:
+                    parts = [game, spec.label, tokenizer] + ([] if seed is None else [f"s{seed}"])
+                    out.append(Cell("-".join(parts), game, spec.name, spec.label, tokenizer, seed, (*bench.overrides, *spec.overrides)))
+    return out
+
+
+# Running ---------------------------------------------------------------------------------------------
+
+
+def _result_file(bench: Benchmark, folder: Path) -> Path:
+    """The file whose presence means a cell finished (``wmbench bench`` writes its CSV beside it, renamed once
+    the process succeeds)."""
+    return folder / ("throughput.csv" if bench.track == "throughput" else "summary.json")
+
+
+def _partial_csv(folder: Path) -> Path:
+    return folder / "throughput.partial.csv"
+
+
+def command(bench: Benchmark, cell: Cell, folder: Path, resume: bool) -> list[str]:
+    """The ``wmbench`` arguments of a cell (after ``python -m wmbench``)."""
+    name = {"agent": "run", "world-model": "world-model", "throughput": "bench"}[bench.track]
+    if resume:
+        return [name, "--resume", str(folder)]
+    args = [name, "--backbone", cell.backbone, "--tokenizer", cell.tokenizer, "--game", cell.game, "--preset", bench.preset]
+    if cell.seed is not None:
+        args += ["--seed", str(cell.seed)]
+    if bench.device:
+        args += ["--device", bench.device]
+    if bench.batch:
+        args += ["--batch", str(bench.batch)]
+    for item in cell.overrides:
+        args += ["--set", item]
+    return args + (["--csv", str(_partial_csv(folder))] if bench.track == "throughput" else ["--out", str(folder)])
+
+
+def _threads(jobs: int) -> str:
+    """OMP_NUM_THREADS for each cell: as set for the sweep, else the cores shared out between the jobs."""
+    return os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // jobs))
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][:300] if lines else ""
+
+
+class Sweep:
+    """The cells of a benchmark in a sweep folder: what each needs, running them, and the index."""
+
+    def __init__(self, bench: Benchmark, out: Path, jobs: int, log=print):
+        self.bench, self.out, self.jobs, self.log = bench, Path(out), jobs, log
+        self.cells = cells(bench)
+        self.rows: dict[str, dict[str, Any]] = {}
+        self.lock = threading.Lock()
+        self.running: dict[str, subprocess.Popen] = {}
+        self.stopping = False
+
+    def folder(self, cell: Cell) -> Path:
+        return self.out / "cells" / cell.id
+
+    def action(self, cell: Cell) -> str:
+        """skip (finished), resume (a checkpoint to continue from) or run (from the start)."""
+        folder = self.folder(cell)
+        if _result_file(self.bench, folder).is_file():
+            return "skip"
+        if self.bench.track != "throughput" and (folder / "checkpoints" / "last.pt").is_file():
+            return "resume"
+        return "run"
+
+    def argv(self, cell: Cell, action: str) -> list[str]:
+        return [sys.executable, "-m", "wmbench", *command(self.bench, cell, self.folder(cell), action == "resume")]
+
+    def check_folder(self) -> None:
+        """Refuse a sweep folder made for another benchmark definition (or holding something else)."""
+        record = self.out / "benchmark.json"
+        if record.is_file():
+            try:
+                made_for = json.loads(record.read_text())
+            except json.JSONDecodeError as exc:
+                raise WmbenchError(f"{record} is not valid JSON ({exc}); choose another --out") from exc
+            if not isinstance(made_for, dict) or made_for.get("definition") != self.bench.definition():
+                made_for = made_for if isinstance(made_for, dict) else {}
+                raise WmbenchError(
+                    f"{self.out} was made for another benchmark definition ({made_for.get('file')}, name "
+                    f"{(made_for.get('definition') or {}).get('name')!r}); choose another --out"
+                )
+        elif self.out.exists() and (not self.out.is_dir() or any(self.out.iterdir())):
+            raise WmbenchError(f"{self.out} is not empty and holds no sweep (no benchmark.json); choose another --out")
+
+    def plan(self) -> list[tuple[Cell, str]]:
+        return [(cell, self.action(cell)) for cell in self.cells]
+
+    def run(self) -> list[dict[str, Any]]:
+        """Run every cell not finished yet, ``jobs`` at a time; returns the index rows."""
+        self.check_folder()
+        files.write_json(self.out / "benchmark.json", {"file": str(self.bench.path), "definition": self.bench.definition()})
+        previous = self._previous_rows()
+        plan = self.plan()
+        for cell, action in plan:
+            row = self._row(cell, action, "finished" if action == "skip" else "pending")
+            if action == "skip":
+                row["duration_s"] = previous.get(cell.id, {}).get("duration_s")
+            self.rows[cell.id] = row
+        self._write_index()
+        todo = [(c, a) for c, a in plan if a != "skip"]
+        counts = {a: sum(1 for _, b in plan if b == a) for a in ("run", "resume", "skip")}
+        self.log(f"{self.bench.name}: {len(plan)} cells ({counts['run']} to run, {counts['resume']} to resume, "
+                 f"{counts['skip']} finished already), {self.jobs} at a time; index: {self.out / 'index.json'}")  # fmt: skip
+        done = 0
+        with ThreadPoolExecutor(max_workers=self.jobs) as pool:
+            futures = [pool.submit(self._run_cell, cell, action) for cell, action in todo]
+            try:
+                for future in as_completed(futures):
+                    row = future.result()
+                    done += 1
+                    if row["status"] == "finished":
+                        self.log(f"[{done}/{len(todo)}] {row['id']} finished in {row['duration_s']:.0f}s")
+                    elif row["status"] == "failed":
+                        self.log(f"[{done}/{len(todo)}] {row['id']} FAILED (exit {row['returncode']}): {row['error']}; log: {row['log']}")
+            except KeyboardInterrupt:
+                self._stop()
+                pool.shutdown(wait=True, cancel_futures=True)
+                self._write_index()
+                raise
+        if (self.out / "logs").is_dir() and not any((self.out / "logs").iterdir()):
+            (self.out / "logs").rmdir()
+        return [self.rows[c.id] for c in self.cells]
+
+    def _stop(self) -> None:
+        """Ctrl-C: ask the running cells to stop after their next checkpoint (they resume on the next sweep)."""
+        with self.lock:
+            self.stopping = True
+            for proc in self.running.values():
+                proc.send_signal(signal.SIGINT)
+
+    def _row(self, cell: Cell, action: str, status: str) -> dict[str, Any]:
+        folder = self.folder(cell)
+        argv = self.argv(cell, "run")
+        return {
+            "id": cell.id, "status": status, "action": action, "game": cell.game, "backbone": cell.backbone,
+            "label": cell.label, "tokenizer": cell.tokenizer, "seed": cell.seed, "duration_s": None, "returncode": None,
+            "folder": str(folder), "log": str(folder / "log.txt"), "error": "",
+            "command": f"OMP_NUM_THREADS={_threads(self.jobs)} {shlex.join(argv)}",
+        }  # fmt: skip
+
+    def _run_cell(self, cell: Cell, action: str) -> dict[str, Any]:
+        folder = self.folder(cell)
+        argv = self.argv(cell, action)
+        with self.lock:
+            if self.stopping:
+                return self.rows[cell.id]
+            if action == "run" and folder.exists():  # an earlier attempt that failed before its first checkpoint
+                shutil.rmtree(folder)
+            if self.bench.track == "throughput":
+                folder.mkdir(parents=True, exist_ok=True)
+        # A fresh run must find its folder empty: its output goes to logs/ until it ends, then into the folder.
+        log_path = folder / "log.txt" if folder.is_dir() else self.out / "logs" / f"{cell.id}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "OMP_NUM_THREADS": _threads(self.jobs), "PYTHONUNBUFFERED": "1"}  # the log is live
+        start = time.perf_counter()
+        with open(log_path, "a") as log:
+            log.write(f"$ OMP_NUM_THREADS={env['OMP_NUM_THREADS']} {shlex.join(argv)}\n")
+            log.flush()
+            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+            with self.lock:
+                self.running[cell.id] = proc
+            returncode = proc.wait()
+            with self.lock:
+                self.running.pop(cell.id)
+        if log_path.parent != folder:
+            folder.mkdir(parents=True, exist_ok=True)
+            os.replace(log_path, folder / "log.txt")
+        if self.bench.track == "throughput" and returncode == 0 and _partial_csv(folder).is_file():
+            os.replace(_partial_csv(folder), _result_file(self.bench, folder))
+        finished = returncode == 0 and _result_file(self.bench, folder).is_file()
+        row = {**self.rows[cell.id], "duration_s": round(time.perf_counter() - start, 1), "returncode": returncode}
+        if finished:
+            row["status"] = "finished"
+        else:
+            row["status"] = "interrupted" if returncode == 130 else "failed"
+            text = (folder / "log.txt").read_text(errors="replace")
+            row["error"] = _last_line(text) if returncode else f"exited 0 without writing {_result_file(self.bench, folder).name}"
+            row["command"] = f"OMP_NUM_THREADS={env['OMP_NUM_THREADS']} {shlex.join(argv)}"
+        with self.lock:
+            self.rows[cell.id] = row
+            self._write_index()
+        return row
+
+    def _previous_rows(self) -> dict[str, dict[str, Any]]:
+        path = self.out / "index.json"
+        if not path.is_file():
+            return {}
+        try:
+            return {r["id"]: r for r in json.loads(path.read_text()).get("cells", [])}
+        except (json.JSONDecodeError, AttributeError, KeyError, TypeError):
+            return {}
+
+    def _write_index(self) -> None:
+        rows = [self.rows[c.id] for c in self.cells if c.id in self.rows]
+        files.write_json(self.out / "index.json", {"benchmark": self.bench.name, "file": str(self.bench.path), "track": self.bench.track, "cells": rows})
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=INDEX_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+        files.write_bytes(self.out / "index.csv", buffer.getvalue().encode())
+
+
+# The command ---------------------------------------------------------------------------------------
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.argument("benchmark", type=click.Path(path_type=Path))
+@click.option("--out", "-o", required=True, type=click.Path(path_type=Path), help="Sweep folder (created; rerun to resume).")
+@click.option("--jobs", "-j", default=1, show_default=True, type=click.IntRange(min=1), help="Cells run at the same time.")
+@click.option("--dry-run", is_flag=True, help="List the cells and their commands; run and write nothing.")
+def sweep(benchmark: Path, out: Path, jobs: int, dry_run: bool) -> None:
+    """Run every cell of a benchmark file, each as its own wmbench process, JOBS at a time.
+
+    The file is checked whole before anything runs. A finished cell is skipped and an interrupted one resumed
+    from its checkpoint, so rerunning the same command continues a sweep; a failed cell does not stop the
+    others (its output is kept in its folder's log.txt, and the next sweep runs it again from the start).
+    OUT/index.json and OUT/index.csv list every cell with its status, duration, folder and command.
+
+    \b
+    Examples:
+      wmbench sweep benchmarks/smoke.toml --out sweeps/smoke --jobs 2
+      wmbench sweep benchmarks/smoke.toml --out sweeps/smoke --dry-run
+      wmbench compare sweeps/smoke --out sweeps/smoke/report
+
+    Exit codes: 0 every cell finished, 1 some cell failed, 2 bad input, 130 interrupted (rerun to resume).
+    """
+    bench = load_benchmark(benchmark)
+    runner = Sweep(bench, out, jobs, log=click.echo)
+    if dry_run:
+        runner.check_folder()
+        for cell, action in runner.plan():
+            click.echo(f"{cell.id}  [{action}]  {shlex.join(runner.argv(cell, action))}")
+        return
+    rows = runner.run()
+    failed = [r for r in rows if r["status"] != "finished"]
+    total = sum(r["duration_s"] or 0 for r in rows)
+    click.echo(f"{len(rows) - len(failed)} of {len(rows)} cells finished ({total:.0f}s of cell time); index: {out / 'index.csv'}")
+    if failed:
+        click.echo(f"wmbench: {len(failed)} cell(s) did not finish: {', '.join(r['id'] for r in failed)}", err=True)
+        sys.exit(1)

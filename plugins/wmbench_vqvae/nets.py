@@ -14,6 +14,11 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def swish(x: torch.Tensor) -> torch.Tensor:
+    """SiLU; in place when no gradient is recorded (decoding in imagination), which saves a copy of every map."""
+    return F.silu(x, inplace=not torch.is_grad_enabled())
+
+
 def group_norm(channels: int) -> nn.GroupNorm:
     """GroupNorm with 32 groups (the reference), or the largest divisor of 32 that divides ``channels``."""
     return nn.GroupNorm(num_groups=math.gcd(32, channels), num_channels=channels, eps=1e-6, affine=True)
@@ -33,8 +38,8 @@ class ResnetBlock(nn.Module):
             self.nin_shortcut = nn.Conv2d(in_channels, out_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        h = self.conv1(swish(self.norm1(x)))
+        h = self.conv2(self.dropout(swish(self.norm2(h))))
         skip = self.nin_shortcut(x) if hasattr(self, "nin_shortcut") else x
         return skip + h
 
@@ -151,7 +156,7 @@ class Encoder(nn.Module):
             if hasattr(level, "downsample"):
                 h = level.downsample(h)
         h = self.mid(h)
-        return self.conv_out(F.silu(self.norm_out(h)))
+        return self.conv_out(swish(self.norm_out(h)))
 
 
 class Decoder(nn.Module):
@@ -192,4 +197,4 @@ class Decoder(nn.Module):
             h = level(h)
             if hasattr(level, "upsample"):
                 h = level.upsample(h)
-        return self.conv_out(F.silu(self.norm_out(h)))
+        return self.conv_out(swish(self.norm_out(h)))

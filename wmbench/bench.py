@@ -1,0 +1,478 @@
+"""``wmbench bench``: how fast one setup runs, measured in one process beside the simulator it replaces.
+
+Every figure is timed after a warm-up call, ``repeats`` times, and given as the median and quartiles. The
+measures (name, unit):
+
+- ``ale_steps_per_s``: the game's train env (IRIS wrappers, random actions), one env on one thread;
+- ``imagine_frames_per_s`` and ``imagine_frames_per_s_no_decode``: a :class:`DreamEnv` driven as the trainer
+  drives it, from a reset through every step the cache takes before it is rebuilt;
+- ``imagine_ms_per_frame_short_context`` / ``_full_context``: the first of those steps (one frame of context,
+  17 tokens at the iris preset) and the last (the cache full, 340 tokens at iris), without decoding, per frame;
+  ``context_growth`` is their ratio (these three from at least ``repeats`` cycles and 3 seconds of them);
+- ``wm_train_tokens_per_s``: forward, backward and AdamW step on ``batch`` segments of ``max_blocks`` frames;
+  ``wm_loss``: the world model's loss on that batch at its initial weights (compares dtypes);
+- ``tokenizer_encode_frames_per_s``, ``tokenizer_decode_frames_per_s``;
+- ``actor_critic_updates_per_s``: burn-in, imagination over the horizon, losses, backward and step;
+- ``peak_memory_mb`` (the process's peak resident set during the setup, or CUDA's peak allocation) and ``matmul_gflops`` (a 2048 x 2048
+  matrix product in the bench's dtype: what the machine can do, to read the others against).
+
+``ratio_to_ale`` is frames handled per second over ALE's steps per second (a training token counts as
+1 / tokens_per_block frames, an actor-critic update as batch x horizon imagined frames). Rows go to a long
+CSV, one per measure with the setup in columns (as timm's benchmark files are); ``--suite`` runs every setup
+of a suite file and writes a Markdown table beside the CSV.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from wmbench import files
+from wmbench.errors import WmbenchError, did_you_mean
+
+COLUMNS = (
+    "time", "wmbench_version", "torch_version", "device", "threads", "dtype", "game", "preset", "backbone",
+    "tokenizer", "overrides", "batch", "measure", "unit", "median", "p25", "p75", "repeats", "ratio_to_ale",
+)  # fmt: skip
+ALE_STEPS = 500
+"""Env steps per timed repeat of the simulator."""
+CONTEXT_SECONDS = 3.0
+"""Cycles without decoding are repeated for at least this long (50 at most): one step is a noisy sample."""
+SUITE_KEYS = ("name", "description", "game", "batch", "repeats", "device", "setups")
+SETUP_KEYS = ("backbone", "tokenizer", "preset", "set", "repeats", "batch")
+
+
+@dataclass(frozen=True)
+class Row:
+    measure: str
+    unit: str
+    times: tuple[float, ...]
+    """The figure of each repeat."""
+    frames: float = 0.0
+    """Frames per unit of the figure, for ``ratio_to_ale`` (0: no ratio)."""
+
+    def quantiles(self) -> tuple[float, float, float]:
+        values = sorted(self.times)
+        if len(values) == 1:
+            return values[0], values[0], values[0]
+        p25, p50, p75 = statistics.quantiles(values, n=4, method="inclusive")
+        return p50, p25, p75
+
+
+class Timer:
+    """Times calls on a device (synchronising CUDA around them)."""
+
+    def __init__(self, device):
+        import torch
+
+        self.sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    def __call__(self, fn: Callable[[], Any]) -> float:
+        self.sync()
+        start = time.perf_counter()
+        fn()
+        self.sync()
+        return time.perf_counter() - start
+
+    def repeat(self, fn: Callable[[], Any], repeats: int) -> list[float]:
+        """Seconds of ``repeats`` calls after one warm-up call."""
+        self(fn)
+        return [self(fn) for _ in range(repeats)]
+
+
+def ale_rollout(config, steps: int, seed: int) -> tuple[float, dict[str, Any]]:
+    """Seconds for ``steps`` random-action steps of the game's train env, and what it saw (``[N, ...]`` numpy)."""
+    import numpy as np
+
+    from wmbench.plugins import registry
+
+    env = registry().game(config.game).make_env(config.env, True, seed)
+    rng = np.random.default_rng(seed)
+    actions = rng.integers(env.action_space.n, size=steps)
+    seen: dict[str, list] = {"frames": [], "actions": [], "rewards": [], "ends": []}
+    obs, _ = env.reset()
+    start = time.perf_counter()
+    for a in actions:
+        seen["frames"].append(obs)
+        obs, reward, terminated, truncated, _ = env.step(int(a))
+        seen["actions"].append(a)
+        seen["rewards"].append(reward)
+        seen["ends"].append(terminated)
+        if terminated or truncated:
+            obs, _ = env.reset()
+    seconds = time.perf_counter() - start
+    env.close()
+    return seconds, {k: np.stack(v) if k == "frames" else np.array(v) for k, v in seen.items()}
+
+
+def measure(config, batch: int, repeats: int, log: Callable[[str], None] = lambda _: None) -> list[Row]:
+    """Every measure of one setup (a resolved run config), on its device and dtype."""
+    import torch
+
+    from wmbench.engine.agent import build_agent
+    from wmbench.engine.imagination import DreamEnv, actor_critic_losses, imagine
+    from wmbench.engine.trainer import resolve_device, world_model_optimizer
+    from wmbench.plugins import registry
+
+    device = resolve_device(config.device)
+    timer = Timer(device)
+    rows = []
+    _reset_peak_memory(device)
+
+    log("ALE")
+    t = config.training.actor_critic
+    blocks = config.world_model.max_blocks
+    steps = max(ALE_STEPS, batch * max(blocks, t.burn_in + 1))
+    _, seen = ale_rollout(config, steps, config.seed)  # the warm-up, and real frames for the other measures
+    seconds = [ale_rollout(config, steps, config.seed + 1 + i)[0] for i in range(repeats)]
+    rows.append(Row("ale_steps_per_s", "steps/s", tuple(steps / s for s in seconds), 1.0))
+
+    torch.manual_seed(config.seed)
+    agent = build_agent(config, registry(), registry().game(config.game).num_actions()).to(device)
+    tokenizer, wm, ac = agent.tokenizer, agent.world_model, agent.actor_critic
+    generator = torch.Generator(device=device).manual_seed(config.seed)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16)
+    frames = torch.from_numpy(seen["frames"]).to(device).permute(0, 3, 1, 2).float().div(255)
+    k, tpb = tokenizer.tokens_per_frame, wm.tokens_per_block
+
+    def segments(length: int) -> dict[str, torch.Tensor]:
+        """``batch`` consecutive stretches of the rollout, ``[batch, length, ...]``."""
+        n = batch * length
+        out = {key: torch.as_tensor(seen[key][:n]).to(device).view(batch, length) for key in ("actions", "rewards", "ends")}
+        out["actions"] = out["actions"].long()
+        out["frames"] = frames[:n].view(batch, length, *frames.shape[1:])
+        out["mask"] = torch.ones(batch, length, dtype=torch.bool, device=device)
+        return out
+
+    log("tokenizer")
+    tokenizer.eval()
+    first = frames[:batch]
+    with torch.no_grad(), autocast:
+        tokens = tokenizer.encode(first)
+        encode = timer.repeat(lambda: tokenizer.encode(first), repeats)
+        decode = timer.repeat(lambda: tokenizer.decode(tokens), repeats)
+    rows.append(Row("tokenizer_encode_frames_per_s", "frames/s", tuple(batch / s for s in encode), 1.0))
+    rows.append(Row("tokenizer_decode_frames_per_s", "frames/s", tuple(batch / s for s in decode), 1.0))
+
+    log("imagination")
+    wm.eval()
+    dream = DreamEnv(tokenizer, wm, generator)
+    cycle = (wm.transformer.max_tokens - k) // tpb  # steps from a reset until the cache is rebuilt
+    actions = torch.from_numpy(seen["actions"][:batch]).long().to(device)
+
+    def imagine_cycle(decode: bool) -> list[float]:
+        dream.reset(first)
+        with torch.no_grad():
+            wm(dream.obs_tokens)  # a cache-free pass: the first step finds the weights as warm as later ones do
+        return [timer(lambda: dream.step(actions, decode)) for _ in range(cycle)]
+
+    with autocast:
+        dream.reset(first)
+        dream.step(actions, True)  # warm-up
+        with_decode = [sum(imagine_cycle(True)) for _ in range(repeats)]
+        without, start = [], time.perf_counter()
+        while len(without) < repeats or (time.perf_counter() - start < CONTEXT_SECONDS and len(without) < 50):
+            without.append(imagine_cycle(False))
+    rows.append(Row("imagine_frames_per_s", "frames/s", tuple(batch * cycle / s for s in with_decode), 1.0))
+    rows.append(Row("imagine_frames_per_s_no_decode", "frames/s", tuple(batch * cycle / sum(c) for c in without), 1.0))
+    rows.append(Row("imagine_ms_per_frame_short_context", "ms/frame", tuple(1000 * c[0] / batch for c in without)))
+    rows.append(Row("imagine_ms_per_frame_full_context", "ms/frame", tuple(1000 * c[-1] / batch for c in without)))
+    rows.append(Row("context_growth", "ratio", tuple(c[-1] / c[0] for c in without)))
+
+    log("world-model training")
+    wm.train()
+    optimizer = world_model_optimizer(wm, config.training.world_model.lr, config.training.world_model.weight_decay)
+    data = segments(blocks)
+    with torch.no_grad():  # fp32 tokens under either dtype, so that wm_loss compares the world model's arithmetic
+        obs_tokens = tokenizer.encode(data["frames"].flatten(0, 1)).view(batch, blocks, k)
+    losses = []
+
+    def train_world_model() -> None:
+        with autocast:
+            loss = wm.losses(obs_tokens, data["actions"], data["rewards"], data["ends"], data["mask"]).total
+        losses.append(loss.item())
+        _step(optimizer, loss, wm.parameters(), config.training.world_model.grad_clip)
+
+    train = timer.repeat(train_world_model, repeats)
+    rows.append(Row("wm_train_tokens_per_s", "tokens/s", tuple(batch * blocks * tpb / s for s in train), 1 / tpb))
+    rows.append(Row("wm_loss", "nats", (losses[0],)))
+
+    log("actor-critic")
+    wm.eval()
+    ac.train()
+    optimizer = torch.optim.Adam([p for p in ac.parameters() if p.requires_grad], lr=t.lr)
+    data = segments(t.burn_in + 1)
+
+    def train_actor_critic() -> None:
+        with autocast:
+            rollout = imagine(ac, dream, data["frames"], data["mask"], t.horizon)
+            loss = actor_critic_losses(rollout, t.gamma, t.lambda_, t.entropy_weight)["total"]
+        _step(optimizer, loss, ac.parameters(), t.grad_clip)
+
+    updates = timer.repeat(train_actor_critic, repeats)
+    rows.append(Row("actor_critic_updates_per_s", "updates/s", tuple(1 / s for s in updates), batch * t.horizon))
+
+    rows.append(Row("peak_memory_mb", "MB", (_peak_memory_mb(device),)))
+    rows.append(Row("matmul_gflops", "GFLOP/s", tuple(_matmul_gflops(device, config.bf16, timer) for _ in range(repeats))))
+    return rows
+
+
+def _reset_peak_memory(device) -> None:
+    """Start the peak-memory count afresh, so that a suite's setups do not inherit each other's peaks."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")  # Linux: resets the resident-set high-water mark
+
+
+def _peak_memory_mb(device) -> float:
+    """CUDA's peak allocation, or the process's peak resident set since the reset (Linux; elsewhere since start)."""
+    import torch
+
+    from wmbench.engine.trainer import peak_memory_mb
+
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    with contextlib.suppress(OSError, StopIteration):
+        status = Path("/proc/self/status").read_text().splitlines()
+        return int(next(line for line in status if line.startswith("VmHWM:")).split()[1]) / 1024
+    return peak_memory_mb(device)["cpu_rss_mb"]
+
+
+def _step(optimizer, loss, parameters, grad_clip: float) -> None:
+    """One optimiser step as the trainer takes it: zero, backward, clip, step."""
+    import torch
+
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_([p for p in parameters if p.requires_grad], grad_clip)
+    optimizer.step()
+
+
+def _matmul_gflops(device, bf16: bool, timer: Timer, n: int = 2048) -> float:
+    import torch
+
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    return 2 * n**3 / min(timer.repeat(lambda: a @ b, 2)) / 1e9
+
+
+def records(config, batch: int, overrides: list[str], rows: list[Row]) -> list[dict[str, Any]]:
+    """CSV rows: the setup, then each measure's median, quartiles and ratio to ALE."""
+    import torch
+
+    import wmbench
+    from wmbench.engine.trainer import resolve_device
+
+    ale = next(r for r in rows if r.measure == "ale_steps_per_s").quantiles()[0]
+    setup = {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "wmbench_version": wmbench.__version__,
+        "torch_version": torch.__version__,
+        "device": str(resolve_device(config.device)),
+        "threads": torch.get_num_threads(),
+        "dtype": "bf16" if config.bf16 else "fp32",
+        "game": config.game,
+        "preset": config.preset,
+        "backbone": config.backbone.name,
+        "tokenizer": config.tokenizer.name,
+        "overrides": " ".join(overrides),
+        "batch": batch,
+    }
+    out = []
+    for row in rows:
+        median, p25, p75 = row.quantiles()
+        ratio = round(median * row.frames / ale, 4) if row.frames else ""
+        out.append({**setup, "measure": row.measure, "unit": row.unit, "median": _round(median), "p25": _round(p25),
+                    "p75": _round(p75), "repeats": len(row.times), "ratio_to_ale": ratio})  # fmt: skip
+    return out
+
+
+def _round(x: float) -> float:
+    return float(f"{x:.4g}")
+
+
+def append_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Append rows to a bench CSV, rewriting it whole and atomically; a CSV of other columns is refused."""
+    text = ""
+    if path.exists():
+        text = path.read_text()
+        header = next(csv.reader(io.StringIO(text)), None)
+        if header != list(COLUMNS):
+            raise WmbenchError(f"{path} is not a wmbench bench CSV (its columns are {header}); give another --csv")
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+    if not text:
+        writer.writeheader()
+    writer.writerows(rows)
+    files.write_bytes(path, (text + buffer.getvalue()).encode())
+
+
+def markdown_table(path: Path) -> str:
+    """The latest figures of every setup in a bench CSV: one row per setup, the main measures in columns."""
+    import pandas as pd
+
+    from wmbench.report.compare import markdown
+
+    df = pd.read_csv(path, keep_default_na=False, dtype={"overrides": str})
+    setup = ["device", "threads", "dtype", "game", "preset", "backbone", "overrides", "batch"]
+    df = df.drop_duplicates([*setup, "measure"], keep="last")  # rows are appended: the last is the latest
+    shown = {
+        "ale_steps_per_s": "ALE steps/s",
+        "imagine_frames_per_s": "imagined frames/s",
+        "imagine_frames_per_s_no_decode": "imagined frames/s, no decoding",
+        "context_growth": "context growth (ms/frame full / short)",
+        "wm_train_tokens_per_s": "WM train tokens/s",
+        "tokenizer_encode_frames_per_s": "encode frames/s",
+        "tokenizer_decode_frames_per_s": "decode frames/s",
+        "actor_critic_updates_per_s": "AC updates/s",
+        "peak_memory_mb": "peak MB",
+        "wm_loss": "WM loss",
+    }
+    order = pd.MultiIndex.from_frame(df[setup].drop_duplicates())  # setups in the order they were measured
+    wide = df.pivot_table(index=setup, columns="measure", values="median", aggfunc="last").reindex(order)
+    table = wide.reindex(columns=list(shown)).rename(columns=shown)
+    ratios = df[df["measure"] == "imagine_frames_per_s"].set_index(setup)["ratio_to_ale"].astype(float)
+    table.insert(0, "imagined / ALE", ratios.reindex(order))
+    table = table.reset_index()
+    return markdown(table)
+
+
+# Suites ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setup:
+    backbone: str
+    tokenizer: str
+    preset: str
+    overrides: tuple[str, ...]
+    repeats: int
+    batch: int
+
+
+def load_suite(path: Path) -> tuple[str, str, list[Setup]]:
+    """A suite file's game, device and setups (see ``benchmarks/throughput.toml``); every key checked."""
+    data = files.read_toml(path, "suite file")
+    where = f"suite file {path}"
+    _check_keys(data, SUITE_KEYS, where)
+    raw = data.get("setups")
+    if not isinstance(raw, list) or not raw or not all(isinstance(s, dict) for s in raw):
+        raise WmbenchError(f"{where}: 'setups' must be a non-empty array of tables ([[setups]] with a backbone)")
+    setups = []
+    for i, entry in enumerate(raw):
+        at = f"{where}, setups[{i}]"
+        _check_keys(entry, SETUP_KEYS, at)
+        merged = {"tokenizer": "vqvae", "preset": "smoke", "set": [], "repeats": 5, "batch": 8, **{k: data[k] for k in ("repeats", "batch") if k in data}, **entry}
+        for key, kind, name in (("backbone", str, "a string"), ("tokenizer", str, "a string"), ("preset", str, "a string"),
+                                ("repeats", int, "an integer"), ("batch", int, "an integer")):  # fmt: skip
+            if not isinstance(merged.get(key), kind) or isinstance(merged[key], bool) or (kind is int and merged[key] < 1):
+                raise WmbenchError(f"{at}: {key!r} must be {name}{' above zero' * (kind is int)}, got {merged.get(key)!r}")
+        if not isinstance(merged["set"], list) or not all(isinstance(s, str) for s in merged["set"]):
+            raise WmbenchError(f"{at}: 'set' must be a list of KEY=VALUE strings, got {merged['set']!r}")
+        setups.append(Setup(merged["backbone"], merged["tokenizer"], merged["preset"], tuple(merged["set"]), merged["repeats"], merged["batch"]))
+    return data.get("game", "Breakout"), data.get("device", "cpu"), setups
+
+
+def _check_keys(data: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:
+    for key in data:
+        if key not in allowed:
+            raise WmbenchError(f"{where}: unknown key {key!r}{did_you_mean(key, allowed)}; allowed: {', '.join(allowed)}")
+
+
+# The command -----------------------------------------------------------------------------------------
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--backbone", "-b", default="scratch", show_default=True, help="Backbone id (wmbench list backbones).")
+@click.option("--tokenizer", "-t", default="vqvae", show_default=True, help="Tokenizer id.")
+@click.option("--game", "-g", default="Breakout", show_default=True, help="Atari 100k game (wmbench list games).")
+@click.option("--preset", "-p", default="smoke", show_default=True, help="Config preset (wmbench list presets).")
+@click.option("--batch", "-n", default=8, show_default=True, type=click.IntRange(min=1), help="Imagined environments, segments per world-model batch.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True, help="auto: cuda when available.")
+@click.option("--bf16", is_flag=True, help="bf16 autocast for every measured pass.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config field (repeatable).")
+@click.option("--repeats", "-r", default=5, show_default=True, type=click.IntRange(min=1), help="Timed repeats of each measure.")
+@click.option("--csv", "csv_path", type=click.Path(path_type=Path), help="Append the rows to this CSV.")
+@click.option("--suite", type=click.Path(path_type=Path), help="Run every setup of a suite file (other setup options ignored); needs --csv, writes a Markdown table beside it.")
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+def bench(backbone, tokenizer, game, preset, batch, device, bf16, overrides, repeats, csv_path, suite, as_json):
+    """Measure one setup's throughput beside ALE's: imagination (with and without decoding, at short and full
+    context), world-model training, tokenizer, actor-critic updates, peak memory.
+
+    \b
+    Examples:
+      wmbench bench --backbone scratch --preset iris --batch 8 --repeats 3
+      wmbench bench -b llm-lora --set backbone.model=smollm2-135m --csv results/throughput.csv --json
+      wmbench bench --suite benchmarks/throughput.toml --csv results/throughput.csv
+
+    Exit codes: 0 done, 1 a failure while measuring, 2 bad input (nothing measured or written).
+    """
+    import json
+
+    import torch
+
+    from wmbench.cli import _config
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise WmbenchError("--device cuda was asked for, but no CUDA device is available")
+    if csv_path and csv_path.exists():
+        append_csv(csv_path, [])  # refuses a foreign file before anything is measured
+    if suite:
+        if not csv_path:
+            raise WmbenchError("--suite needs --csv: the file its rows are appended to")
+        game, device, setups = load_suite(suite)
+        jobs = [(_config(s.preset, game, 0, s.tokenizer, s.backbone, s.overrides, device, bf16), s) for s in setups]
+    else:
+        config = _config(preset, game, 0, tokenizer, backbone, overrides, device, bf16)
+        jobs = [(config, Setup(backbone, tokenizer, preset, tuple(overrides), repeats, batch))]
+    log = (lambda line: click.echo(line, err=True)) if not as_json else (lambda _: None)
+    out = []
+    for config, setup in jobs:
+        name = f"{config.backbone.name} {' '.join(setup.overrides)} at {config.preset}, batch {setup.batch}".replace("  ", " ")
+        rows = measure(config, setup.batch, setup.repeats, lambda what, name=name: log(f"{name}: {what}"))
+        found = records(config, setup.batch, list(setup.overrides), rows)
+        if csv_path:
+            append_csv(csv_path, found)
+        if suite:  # after every setup, so that an interrupted suite leaves the table of what it measured
+            files.write_bytes(csv_path.with_suffix(".md"), _suite_page(suite, setups, csv_path).encode())
+        out += found
+        if not as_json:
+            for r in found:
+                ratio = f"  ({r['ratio_to_ale']}x ALE)" if r["ratio_to_ale"] != "" else ""
+                click.echo(f"{r['measure']:<36} {r['median']:>12,.4g} {r['unit']:<10} [{r['p25']:.4g}, {r['p75']:.4g}]{ratio}")
+    if suite:
+        log(f"table written to {csv_path.with_suffix('.md')}")
+    if as_json:
+        click.echo(json.dumps(out, indent=2))
+
+
+def _suite_page(suite: Path, setups: list[Setup], csv_path: Path) -> str:
+    """The Markdown page beside a suite's CSV: its table, and the suite's setups that have no rows yet."""
+    import pandas as pd
+
+    df = pd.read_csv(csv_path, keep_default_na=False)
+    measured = set(zip(df["backbone"], df["preset"], df["overrides"].astype(str), df["batch"]))
+    missing = [s for s in setups if (s.backbone, s.preset, " ".join(s.overrides), s.batch) not in measured]
+    lines = [
+        "# Throughput\n",
+        (f"The latest figures of every setup in [{csv_path.name}]({csv_path.name}) (medians; the CSV has quartiles, "
+         f"every measure and its ratio to ALE), regenerated by `wmbench bench --suite {suite} --csv {csv_path}`.\n"),
+        markdown_table(csv_path),
+    ]
+    if missing:
+        lines.append("Setups of the suite without rows in the CSV (still running, or stopped before them): " + "; ".join(
+            f"{s.backbone} at {s.preset}" + (f" ({' '.join(s.overrides)})" if s.overrides else "") + f", batch {s.batch}"
+            for s in missing) + ".\n")  # fmt: skip
+    return "\n".join(lines)

@@ -224,9 +224,11 @@ def _bad_checkpoints(folder: Path, good: Path) -> dict[str, Path]:
     truncated.write_bytes(good.read_bytes()[:1000])
     pickled = folder / "pickled.pt"
     torch.save({"agent": Payload()}, pickled)
+    garbage = folder / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
     foreign = folder / "foreign.pt"
     torch.save({"weights": torch.zeros(3)}, foreign)
-    return {"missing": folder / "missing.pt", "truncated": truncated, "pickled": pickled, "foreign": foreign}
+    return {"missing": folder / "missing.pt", "truncated": truncated, "garbage": garbage, "pickled": pickled, "foreign": foreign}
 
 
 def test_bad_checkpoints_are_one_line_errors(tmp_path, straight):
@@ -235,6 +237,7 @@ def test_bad_checkpoints_are_one_line_errors(tmp_path, straight):
     expected = {
         "missing": "does not exist",
         "truncated": "truncated or not a torch checkpoint",
+        "garbage": "truncated or not a torch checkpoint",
         "pickled": "holds pickled Python objects, which wmbench never loads",
         "foreign": "is not a wmbench checkpoint",
     }

@@ -122,6 +122,23 @@ class Trainer:
         if self.config.init:
             checkpoints.load_reference(self.agent, Path(self.config.init), self.config.init_parts)
 
+    def load_checkpoint(self) -> dict[str, Any]:
+        """Restore the agent, optimisers, counters and RNG states from the run's last checkpoint (checked against
+        this config), dropping metrics lines and partial writes made after it; returns the checkpoint."""
+        path = self.run.last_checkpoint
+        state = checkpoints.load(path)
+        checkpoints.check_same_run(state, cfg.to_dict(self.config), path)
+        checkpoints.load_agent_state(self.agent, state["agent"], path)
+        for name, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][name])
+        self.epoch, self.env_steps, self.wall_time = state["epoch"], state["env_steps"], state["wall_time"]
+        torch.set_rng_state(state["rng"]["torch"])
+        self.generator.set_state(state["rng"]["generator"])
+        self.rng.bit_generator.state = json.loads(state["rng"]["numpy"])
+        self.run.truncate_metrics(self.epoch)
+        self.run.remove_partial_writes()
+        return state
+
     def resume(self) -> str:
         """Continue from the last checkpoint; returns a line saying from where."""
         path = self.run.last_checkpoint
@@ -131,18 +148,8 @@ class Trainer:
             self.run.remove_partial_writes()
             self.load_init()
             return f"{self.run.path} has no checkpoint yet: starting it over from epoch 0"
-        state = checkpoints.load(path)
-        checkpoints.check_same_run(state, cfg.to_dict(self.config), path)
-        checkpoints.load_agent_state(self.agent, state["agent"], path)
-        for name, optimizer in self.optimizers.items():
-            optimizer.load_state_dict(state["optimizers"][name])
-        self.epoch, self.env_steps, self.wall_time = state["epoch"], state["env_steps"], state["wall_time"]
+        state = self.load_checkpoint()
         self.store.load(**state["replay"])
-        torch.set_rng_state(state["rng"]["torch"])
-        self.generator.set_state(state["rng"]["generator"])
-        self.rng.bit_generator.state = json.loads(state["rng"]["numpy"])
-        self.run.truncate_metrics(self.epoch)
-        self.run.remove_partial_writes()
         line = f"resumed {self.run.path} after epoch {self.epoch}: {self.env_steps} env steps, {len(self.store.episodes)} episodes"
         if self.epoch < self.config.training.collect.stop_after_epoch:
             start = time.perf_counter()

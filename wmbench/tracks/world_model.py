@@ -18,7 +18,6 @@ each budget (frames seen) the held-out figures are logged as one metrics line an
 
 from __future__ import annotations
 
-import json
 import platform
 import time
 from collections import defaultdict
@@ -28,7 +27,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from wmbench import checkpoints
 from wmbench import config as cfg
 from wmbench.engine.imagination import DreamEnv
 from wmbench.engine.replay import ReplayStore
@@ -85,18 +83,8 @@ class WorldModelTrack:
 
     def resume(self) -> str:
         """Continue from the checkpoint of the last budget reached; returns a line saying from where."""
-        t, path = self.trainer, self.run.last_checkpoint
-        state = checkpoints.load(path)
-        checkpoints.check_same_run(state, cfg.to_dict(self.config), path)
-        checkpoints.load_agent_state(t.agent, state["agent"], path)
-        for name, optimizer in t.optimizers.items():
-            optimizer.load_state_dict(state["optimizers"][name])
-        t.epoch, t.env_steps, t.wall_time = state["epoch"], state["env_steps"], state["wall_time"]
-        torch.set_rng_state(state["rng"]["torch"])
-        t.generator.set_state(state["rng"]["generator"])
-        t.rng.bit_generator.state = json.loads(state["rng"]["numpy"])
-        self.run.truncate_metrics(t.epoch)
-        self.run.remove_partial_writes()
+        t = self.trainer
+        t.load_checkpoint()
         return f"resumed {self.run.path} after {t.env_steps} frames seen (epoch {t.epoch})"
 
     def fit(self) -> dict[str, Any]:

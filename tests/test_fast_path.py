@@ -1,6 +1,8 @@
 """The fast paths give what the plain, obviously-correct computations give, on the same weights and seeds:
-imagination with a key/value cache vs recomputing the whole sequence for every token, and the scratch
-transformer's fused attention (with and without its preallocated cache) vs explicit softmax attention."""
+imagination with a key/value cache vs recomputing the whole sequence for every token, the scratch
+transformer's fused attention (with and without its preallocated cache) vs explicit softmax attention, and
+the autoencoder's inference path (channels-last maps, fused attention) vs its training path and the
+reference's batched-matmul attention."""
 
 import math
 
@@ -10,6 +12,9 @@ import torch
 from wmbench import config as cfg
 from wmbench.engine.agent import build_agent
 from wmbench.engine.imagination import DreamEnv, sample
+from wmbench_vqvae import VQVAEOptions
+from wmbench_vqvae import build as build_vqvae
+from wmbench_vqvae.nets import AttnBlock
 
 BACKBONES = [
     ("scratch", []),
@@ -85,3 +90,40 @@ def test_fused_attention_equals_explicit_attention(registry):
         cache = model.new_cache(2)  # the cache fed in uneven chunks, one token at a time at the end
         chunks = [model(embeds[:, a:z], cache) for a, z in ((0, 17), (17, 18), (18, 35), *((i, i + 1) for i in range(35, 40)))]
         torch.testing.assert_close(torch.cat(chunks, dim=1), expected)
+
+
+def explicit_attn_block(block, x):
+    """The autoencoder's attention block as the reference writes it: 1x1 convs, batched matmuls, softmax."""
+    b, c, h, w = x.shape
+    y = block.norm(x)
+    q, k, v = (conv(y).reshape(b, c, h * w) for conv in (block.q, block.k, block.v))
+    weights = torch.softmax(torch.bmm(q.transpose(1, 2), k) / math.sqrt(c), dim=-1)
+    return x + block.proj_out(torch.bmm(v, weights.transpose(1, 2)).reshape(b, c, h, w))
+
+
+def test_autoencoder_attention_equals_explicit_attention():
+    torch.manual_seed(0)
+    block = AttnBlock(32)
+    x = torch.randn(2, 32, 8, 8)
+    expected = explicit_attn_block(block, x)
+    torch.testing.assert_close(block(x), expected)
+    with torch.no_grad():
+        torch.testing.assert_close(block(x.contiguous(memory_format=torch.channels_last)), expected)
+
+
+def test_tokenizer_inference_path_equals_its_training_path():
+    """Without a gradient, maps are channels-last (the fast layout on the CPU); with one, NCHW: same tokens, frames."""
+    torch.manual_seed(0)
+    options = VQVAEOptions(vocab_size=64, embed_dim=16, z_channels=16, ch=32, ch_mult=(1, 1, 1), num_res_blocks=1,
+                           attn_resolutions=(8,))  # fmt: skip
+    tokenizer = build_vqvae(options, 32).eval()
+    frames = torch.rand(3, 3, 32, 32)
+    with torch.no_grad():
+        tokens, decoded = tokenizer.encode(frames), tokenizer.decode(tokenizer.encode(frames))
+    assert decoded.is_contiguous()
+    z = tokenizer._latents(frames.mul(2).sub(1))  # grad recorded: the NCHW path
+    assert z.requires_grad and z.is_contiguous()
+    expected_tokens, z_q = tokenizer._quantise(z)
+    assert torch.equal(tokens, expected_tokens)
+    # Convolutions in another layout sum in another order: agreement to 1e-4, far below one 8-bit level (4e-3).
+    torch.testing.assert_close(decoded, tokenizer._decode_latents(z_q).add(1).div(2).clamp(0, 1), atol=1e-4, rtol=1e-4)

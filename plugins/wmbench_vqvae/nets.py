@@ -2,7 +2,8 @@
 
 Module names follow the reference so that its checkpoints load as they are: ``conv_in``, ``down.{i}.block.{j}``,
 ``down.{i}.attn.{j}``, ``down.{i}.downsample``, ``mid.block_1`` / ``mid.attn_1`` / ``mid.block_2``, ``norm_out``,
-``conv_out`` (and ``up.{i}...`` in the decoder, indexed by level, finest level 0).
+``conv_out`` (and ``up.{i}...`` in the decoder, indexed by level, finest level 0). Without a gradient on the CPU
+the maps are channels-last inside the nets (see :func:`inference_layout`); inputs and outputs are always NCHW.
 """
 
 from __future__ import annotations
@@ -17,6 +18,14 @@ from torch import nn
 def swish(x: torch.Tensor) -> torch.Tensor:
     """SiLU; in place when no gradient is recorded (decoding in imagination), which saves a copy of every map."""
     return F.silu(x, inplace=not torch.is_grad_enabled())
+
+
+def inference_layout(x: torch.Tensor) -> torch.Tensor:
+    """Channels-last maps on the CPU when no gradient is recorded: oneDNN runs these convolutions faster that way
+    (decoding 8 frames about 15% faster at the iris preset); with a gradient, NCHW trains faster."""
+    if x.is_cpu and not torch.is_grad_enabled():
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
 
 
 def group_norm(channels: int) -> nn.GroupNorm:
@@ -56,12 +65,15 @@ class AttnBlock(nn.Module):
         self.proj_out = nn.Conv2d(channels, channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
-        y = self.norm(x)
-        q, k, v = (conv(y).reshape(b, c, h * w) for conv in (self.q, self.k, self.v))
-        weights = torch.softmax(torch.bmm(q.transpose(1, 2), k) * c**-0.5, dim=-1)  # [b, hw (query), hw (key)]
-        out = torch.bmm(v, weights.transpose(1, 2)).reshape(b, c, h, w)
-        return x + self.proj_out(out)
+        y = self.norm(x).flatten(2).transpose(1, 2)  # [b, hw, c]: a view of channels-last maps
+        q, k, v = (_pointwise(conv, y) for conv in (self.q, self.k, self.v))
+        out = _pointwise(self.proj_out, F.scaled_dot_product_attention(q, k, v))  # softmax(q k^T / sqrt(c)) v
+        return x + out.transpose(1, 2).unflatten(2, x.shape[2:])
+
+
+def _pointwise(conv: nn.Conv2d, tokens: torch.Tensor) -> torch.Tensor:
+    """A 1x1 convolution applied to ``[b, hw, c]`` tokens, as the linear layer it is."""
+    return F.linear(tokens, conv.weight.flatten(1), conv.bias)
 
 
 class Downsample(nn.Module):
@@ -150,13 +162,13 @@ class Encoder(nn.Module):
         self.conv_out = nn.Conv2d(block_in, z_channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv_in(x)
+        h = self.conv_in(inference_layout(x))
         for level in self.down:
             h = level(h)
             if hasattr(level, "downsample"):
                 h = level.downsample(h)
         h = self.mid(h)
-        return self.conv_out(swish(self.norm_out(h)))
+        return self.conv_out(swish(self.norm_out(h))).contiguous()
 
 
 class Decoder(nn.Module):
@@ -192,9 +204,9 @@ class Decoder(nn.Module):
         self.conv_out = nn.Conv2d(block_in, out_channels, 3, padding=1)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        h = self.mid(self.conv_in(z))
+        h = self.mid(self.conv_in(inference_layout(z)))
         for level in reversed(self.up):
             h = level(h)
             if hasattr(level, "upsample"):
                 h = level.upsample(h)
-        return self.conv_out(swish(self.norm_out(h)))
+        return self.conv_out(swish(self.norm_out(h))).contiguous()

@@ -119,6 +119,8 @@ def test_bad_input_is_one_line(args, expected, tmp_path, monkeypatch):
     ('[[setups]]\nbackbone = "scratch"\nbatch = "8"\n', "'batch' must be an integer above zero"),
     ('[[setups]]\nbackbone = 3\n', "'backbone' must be a string"),
     ("[[setups]\n", "is not valid TOML"),
+    ('set = "a=1"\n[[setups]]\nbackbone = "scratch"\n', "'set' must be a list of KEY=VALUE strings, got 'a=1'"),
+    ('[[setups]]\nbackbone = "scratch"\nset = [1]\n', "setups[0]: 'set' must be a list of KEY=VALUE strings"),
 ])  # fmt: skip
 def test_bad_suites(text, expected, tmp_path):
     path = tmp_path / "suite.toml"
@@ -127,13 +129,21 @@ def test_bad_suites(text, expected, tmp_path):
         load_suite(path)
 
 
-def test_the_shipped_suite_resolves(registry):
+def test_suite_overrides_come_before_each_setups_own(tmp_path):
+    path = tmp_path / "suite.toml"
+    path.write_text('set = ["a=1", "b=2"]\n[[setups]]\nbackbone = "scratch"\n[[setups]]\nbackbone = "scratch"\nset = ["b=3"]\n')
+    _, _, setups = load_suite(path)
+    assert [s.overrides for s in setups] == [("a=1", "b=2"), ("a=1", "b=2", "b=3")]
+
+
+@pytest.mark.parametrize("name, presets", [("throughput.toml", {"smoke", "iris", "fast"}), ("throughput-smoke.toml", {"smoke", "fast"})])
+def test_the_shipped_suites_resolve(registry, name, presets):
     from wmbench import config as cfg
 
-    game, device, setups = load_suite(Path(__file__).parents[1] / "benchmarks" / "throughput.toml")
+    game, device, setups = load_suite(Path(__file__).parents[1] / "benchmarks" / name)
     names = {s.backbone for s in setups}
     assert names == {e for e in registry.entries["backbone"]}
-    assert {s.preset for s in setups} >= {"smoke", "iris", "fast"}
+    assert {s.preset for s in setups} == presets
     for s in setups:
         cfg.resolve(s.preset, game, 0, s.tokenizer, s.backbone, list(s.overrides), registry, {"device": device})
 
@@ -141,7 +151,7 @@ def test_the_shipped_suite_resolves(registry):
 @pytest.mark.slow
 @pytest.mark.parametrize("backbone", ["llm-frozen", "llm-lora", "llm-qlora", "llm-full"])
 def test_every_llm_backbone_benches(backbone, tmp_path):
-    """The throughput smoke CI runs for each LLM backbone (a tiny random Llama, no download); timings are printed."""
+    """Every LLM backbone benches, on a tiny random Llama (no download); its timings are printed."""
     path = tmp_path / "throughput.csv"
     result = bench("--backbone", backbone, "--set", "backbone.model=tiny-llama", "--set", "backbone.pretrained=false",
                    "--batch", "2", "--repeats", "1", *TINY, "--csv", str(path))  # fmt: skip

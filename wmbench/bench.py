@@ -47,7 +47,7 @@ ALE_STEPS = 500
 """Env steps per timed repeat of the simulator."""
 CONTEXT_SECONDS = 3.0
 """Cycles without decoding are repeated for at least this long (50 at most): one step is a noisy sample."""
-SUITE_KEYS = ("name", "description", "game", "batch", "repeats", "device", "setups")
+SUITE_KEYS = ("name", "description", "game", "batch", "repeats", "device", "set", "setups")
 SETUP_KEYS = ("backbone", "tokenizer", "preset", "set", "repeats", "batch")
 
 
@@ -367,6 +367,7 @@ def load_suite(path: Path) -> tuple[str, str, list[Setup]]:
     data = files.read_toml(path, "suite file")
     where = f"suite file {path}"
     _check_keys(data, SUITE_KEYS, where)
+    common = _overrides(data, where)
     raw = data.get("setups")
     if not isinstance(raw, list) or not raw or not all(isinstance(s, dict) for s in raw):
         raise WmbenchError(f"{where}: 'setups' must be a non-empty array of tables ([[setups]] with a backbone)")
@@ -374,15 +375,22 @@ def load_suite(path: Path) -> tuple[str, str, list[Setup]]:
     for i, entry in enumerate(raw):
         at = f"{where}, setups[{i}]"
         _check_keys(entry, SETUP_KEYS, at)
-        merged = {"tokenizer": "vqvae", "preset": "smoke", "set": [], "repeats": 5, "batch": 8, **{k: data[k] for k in ("repeats", "batch") if k in data}, **entry}
+        merged = {"tokenizer": "vqvae", "preset": "smoke", "repeats": 5, "batch": 8, **{k: data[k] for k in ("repeats", "batch") if k in data}, **entry}
         for key, kind, name in (("backbone", str, "a string"), ("tokenizer", str, "a string"), ("preset", str, "a string"),
                                 ("repeats", int, "an integer"), ("batch", int, "an integer")):  # fmt: skip
             if not isinstance(merged.get(key), kind) or isinstance(merged[key], bool) or (kind is int and merged[key] < 1):
                 raise WmbenchError(f"{at}: {key!r} must be {name}{' above zero' * (kind is int)}, got {merged.get(key)!r}")
-        if not isinstance(merged["set"], list) or not all(isinstance(s, str) for s in merged["set"]):
-            raise WmbenchError(f"{at}: 'set' must be a list of KEY=VALUE strings, got {merged['set']!r}")
-        setups.append(Setup(merged["backbone"], merged["tokenizer"], merged["preset"], tuple(merged["set"]), merged["repeats"], merged["batch"]))
+        overrides = (*common, *_overrides(entry, at))  # the suite's, then the setup's own
+        setups.append(Setup(merged["backbone"], merged["tokenizer"], merged["preset"], overrides, merged["repeats"], merged["batch"]))
     return data.get("game", "Breakout"), data.get("device", "cpu"), setups
+
+
+def _overrides(table: dict[str, Any], where: str) -> tuple[str, ...]:
+    """A table's ``set`` list of KEY=VALUE overrides (none if absent)."""
+    given = table.get("set", [])
+    if not isinstance(given, list) or not all(isinstance(s, str) for s in given):
+        raise WmbenchError(f"{where}: 'set' must be a list of KEY=VALUE strings, got {given!r}")
+    return tuple(given)
 
 
 def _check_keys(data: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:

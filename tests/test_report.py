@@ -12,10 +12,11 @@ import pytest
 
 pytest.importorskip("rliable")
 pytest.importorskip("seaborn")
+pd = pytest.importorskip("pandas")
 
 from wmbench.errors import WmbenchError  # noqa: E402
 from wmbench.report import baselines, stats  # noqa: E402
-from wmbench.report.compare import compare, find_run_dirs, load_run  # noqa: E402
+from wmbench.report.compare import compare, find_run_dirs, load_run, markdown  # noqa: E402
 
 # Rows are runs, columns games.
 MATRIX = np.array(
@@ -407,3 +408,8 @@ def test_world_model_run_bad_budget_row_names_folder(tmp_path):
     (folder / "summary.json").write_text(json.dumps(summary))
     with pytest.raises(WmbenchError, match=rf"{folder}: summary.json per_budget\[1\] has no number 'heldout/loss/observations'"):
         load_run(folder)
+
+
+def test_markdown_cells():
+    table = markdown(pd.DataFrame({"name": ["a|b"], "small": [0.012345], "mid": [999.6], "big": [12345.6], "none": [float("nan")]}))
+    assert table.splitlines()[-1] == "| a\\|b | 0.0123 | 1,000 | 12,346 | – |"

@@ -303,7 +303,7 @@ def markdown(df) -> str:
         if v is None or (isinstance(v, float) and math.isnan(v)):
             return "–"
         if isinstance(v, (float, np.floating)):
-            return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}"
+            return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"  # from 100 up the same digits, never 1e+03
         return str(v).replace("|", "\\|")
 
     header = "| " + " | ".join(map(str, df.columns)) + " |"

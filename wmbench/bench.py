@@ -222,7 +222,7 @@ def measure(config, batch: int, repeats: int, log: Callable[[str], None] = lambd
     rows.append(Row("actor_critic_updates_per_s", "updates/s", tuple(1 / s for s in updates), batch * t.horizon))
 
     rows.append(Row("peak_memory_mb", "MB", (_peak_memory_mb(device),)))
-    rows.append(Row("matmul_gflops", "GFLOP/s", tuple(_matmul_gflops(device, config.bf16, timer) for _ in range(repeats))))
+    rows.append(Row("matmul_gflops", "GFLOP/s", tuple(matmul_gflops(device, config.bf16, timer) for _ in range(repeats))))
     return rows
 
 
@@ -260,7 +260,8 @@ def _step(optimizer, loss, parameters, grad_clip: float) -> None:
     optimizer.step()
 
 
-def _matmul_gflops(device, bf16: bool, timer: Timer, n: int = 2048) -> float:
+def matmul_gflops(device, bf16: bool, timer: Timer, n: int = 2048) -> float:
+    """What the machine gives now: GFLOP/s of an ``n`` x ``n`` matrix product in fp32 or bf16."""
     import torch
 
     dtype = torch.bfloat16 if bf16 else torch.float32

@@ -1,0 +1,199 @@
+"""wmbench beside the reference IRIS implementation, in one process, on the same weights, at the paper configuration.
+
+The reference's tokenizer and world model are built from a checkout of IRIS (github.com/eloialonso/iris: its ``src/``
+is imported, which needs ``einops`` besides torch; nothing of it is part of wmbench). Its random initial weights
+are saved as a reference checkpoint and loaded into wmbench's agent through ``--init``'s own code path
+(``checkpoints.load_reference``). The script then checks that both compute the same thing (tokens, decoded frames,
+world-model logits and losses) and times them in alternation, ``repeats`` rounds each, the ratio taken per round
+(median and quartiles: the machine's speed drifts, a round's two timings share its state):
+
+- ``imagine``: a cycle of ``batch`` imagined environments with decoding, from a reset on real Breakout frames through
+  the 19 steps until the cache is full (reference: ``WorldModelEnv``; wmbench: ``DreamEnv``), in frames/s;
+- ``imagine ... no_decode``: the same cycle, its steps without decoding (the world model's 17 passes per step);
+- ``decode``: the tokenizer decoding ``batch`` frames, in frames/s;
+- ``wm_train``: one world-model step (loss, backward, AdamW) on ``batch`` segments of 20 frames, tokens given, in
+  tokens/s (the reference's figure, 1,338 ms for 8 x 340 tokens, leaves the encoding out too).
+
+    .venv/bin/python benchmarks/vs_reference.py --iris PATH [--batch 8] [--repeats 5] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+import types
+from pathlib import Path
+
+import torch
+
+from wmbench import checkpoints
+from wmbench import config as cfg
+from wmbench.bench import Timer, ale_rollout, matmul_gflops
+from wmbench.engine.agent import build_agent
+from wmbench.engine.imagination import DreamEnv
+from wmbench.engine.trainer import world_model_optimizer
+from wmbench.plugins import registry
+
+
+def reference_models(iris: Path, config, num_actions: int):
+    """The reference's tokenizer and world model at ``config``'s sizes, from the IRIS checkout ``iris``."""
+    sys.path.insert(0, str(iris))
+    from src.models.tokenizer import Decoder, Encoder, EncoderDecoderConfig, Tokenizer
+    from src.models.transformer import TransformerConfig
+    from src.models.world_model import WorldModel
+
+    t, w = config.tokenizer.options, config.world_model
+    nets = EncoderDecoderConfig(resolution=config.env.size, in_channels=3, z_channels=t.z_channels, ch=t.ch,
+                                ch_mult=list(t.ch_mult), num_res_blocks=t.num_res_blocks,
+                                attn_resolutions=list(t.attn_resolutions), out_ch=3, dropout=t.dropout)  # fmt: skip
+    tokenizer = Tokenizer(t.vocab_size, t.embed_dim, Encoder(nets), Decoder(nets), with_lpips=False)
+    transformer = TransformerConfig(tokens_per_block=tokenizer_tokens(config) + 1, max_blocks=w.max_blocks,
+                                    attention="causal", num_layers=w.num_layers, num_heads=w.num_heads,
+                                    embed_dim=w.embed_dim, embed_pdrop=w.dropout, resid_pdrop=w.dropout,
+                                    attn_pdrop=w.dropout)  # fmt: skip
+    return tokenizer, WorldModel(t.vocab_size, num_actions, transformer)
+
+
+def tokenizer_tokens(config) -> int:
+    return (config.env.size // 2 ** (len(config.tokenizer.options.ch_mult) - 1)) ** 2
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iris", type=Path, required=True, help="a checkout of the reference IRIS repository")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    args = parser.parse_args()
+    if not (args.iris / "src" / "models" / "world_model.py").is_file():
+        sys.exit(f"{args.iris} is not a checkout of IRIS (no src/models/world_model.py)")
+    b = args.batch
+    config = cfg.resolve("iris", "Breakout", 0, "vqvae", "scratch", [], registry())
+    num_actions = registry().game(config.game).num_actions()
+    blocks = config.world_model.max_blocks
+    _, seen = ale_rollout(config, b * blocks, seed=0)
+
+    torch.manual_seed(0)
+    ref_tokenizer, ref_wm = reference_models(args.iris, config, num_actions)
+    agent = build_agent(config, registry(), num_actions)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "reference.pt"
+        state = {f"tokenizer.{k}": v for k, v in ref_tokenizer.state_dict().items()}
+        state |= {f"world_model.{k}": v for k, v in ref_wm.state_dict().items()}
+        state |= {f"actor_critic.{k}": v for k, v in agent.actor_critic.state_dict().items()}
+        torch.save(state, path)
+        checkpoints.load_reference(agent, path)
+    tokenizer, wm = agent.tokenizer.eval(), agent.world_model.eval()
+    ref_tokenizer.eval(), ref_wm.eval()
+
+    frames = torch.from_numpy(seen["frames"]).permute(0, 3, 1, 2).float().div(255)
+    actions = torch.from_numpy(seen["actions"]).long()
+    rewards = torch.from_numpy(seen["rewards"]).float().view(b, blocks)
+    ends = torch.from_numpy(seen["ends"]).view(b, blocks)
+    mask = torch.ones(b, blocks, dtype=torch.bool)
+
+    # The same function: tokens, frames, logits and losses, on the same inputs.
+    checks = {}
+    with torch.no_grad():
+        tokens = tokenizer.encode(frames).view(b, blocks, -1)
+        ref_tokens = ref_tokenizer.encode(frames, should_preprocess=True).tokens.view(b, blocks, -1)
+        checks["tokens_equal_fraction"] = (tokens == ref_tokens).float().mean().item()
+        first = tokens[:, 0]
+        side = round(first.size(1) ** 0.5)
+        z = ref_tokenizer.embedding(first).view(b, side, side, -1).permute(0, 3, 1, 2)
+        checks["decode_max_abs_diff"] = (tokenizer.decode(first) - ref_tokenizer.decode(z, True).clamp(0, 1)).abs().max().item()
+        sequence = torch.cat([tokens, actions.view(b, blocks, 1)], dim=2).flatten(1)
+        ref_out = ref_wm(sequence)
+        hidden = wm(sequence)
+        checks["hidden_max_abs_diff"] = (hidden - ref_out.output_sequence).abs().max().item()
+        ours = wm.losses(tokens, actions.view(b, blocks), rewards, ends, mask)
+        batch = {"observations": frames.view(b, blocks, *frames.shape[1:]), "actions": actions.view(b, blocks),
+                 "rewards": rewards, "ends": ends.long(), "mask_padding": mask}  # fmt: skip
+        given = types.SimpleNamespace(encode=lambda *_, **__: types.SimpleNamespace(tokens=tokens))
+        theirs = ref_wm.compute_loss(batch, given)
+        checks["loss_diff"] = ours.total.item() - theirs.loss_total.item()
+
+    # Timings, alternating the two implementations.
+    from src.envs.world_model_env import WorldModelEnv
+
+    ref_env = WorldModelEnv(ref_tokenizer, ref_wm, "cpu")
+    dream = DreamEnv(tokenizer, wm, torch.Generator().manual_seed(0))
+    cycle = (config.world_model.max_blocks * (first.size(1) + 1) - first.size(1)) // (first.size(1) + 1)
+    start_frames, step_actions = frames[:b], actions[:b]
+
+    def ref_imagine(decode: bool = True) -> None:
+        ref_env.reset_from_initial_observations(start_frames)
+        if not decode:  # the reference has no switch for it: its steps skip the decoding
+            ref_env.decode_obs_tokens = lambda: None
+        for _ in range(cycle):
+            ref_env.step(step_actions)
+        vars(ref_env).pop("decode_obs_tokens", None)
+
+    def our_imagine(decode: bool = True) -> None:
+        dream.reset(start_frames)
+        for _ in range(cycle):
+            dream.step(step_actions, decode)
+
+    def ref_decode() -> None:
+        with torch.no_grad():
+            ref_tokenizer.decode(z, True).clamp(0, 1)
+
+    def our_decode() -> None:
+        with torch.no_grad():
+            tokenizer.decode(first)
+
+    lr, decay = config.training.world_model.lr, config.training.world_model.weight_decay
+    ref_opt, our_opt = world_model_optimizer(ref_wm, lr, decay), world_model_optimizer(wm, lr, decay)
+
+    def ref_train() -> None:
+        ref_wm.train()
+        ref_opt.zero_grad(set_to_none=True)
+        ref_wm.compute_loss(batch, given).loss_total.backward()
+        torch.nn.utils.clip_grad_norm_(ref_wm.parameters(), 10.0)
+        ref_opt.step()
+
+    def our_train() -> None:
+        wm.train()
+        our_opt.zero_grad(set_to_none=True)
+        wm.losses(tokens, actions.view(b, blocks), rewards, ends, mask).total.backward()
+        torch.nn.utils.clip_grad_norm_(wm.parameters(), 10.0)
+        our_opt.step()
+
+    measures = {
+        "imagine_frames_per_s": (ref_imagine, our_imagine, b * cycle),
+        "imagine_frames_per_s_no_decode": (lambda: ref_imagine(False), lambda: our_imagine(False), b * cycle),
+        "decode_frames_per_s": (ref_decode, our_decode, b),
+        "wm_train_tokens_per_s": (ref_train, our_train, b * blocks * (first.size(1) + 1)),
+    }
+    results = {}
+    for name, (ref_fn, our_fn, amount) in measures.items():
+        times: dict[str, list[float]] = {"reference": [], "wmbench": []}
+        ref_fn(), our_fn()  # warm-up
+        for i in range(args.repeats):
+            pair = [("reference", ref_fn), ("wmbench", our_fn)]
+            for who, fn in pair if i % 2 == 0 else pair[::-1]:  # each goes first every other round
+                start = time.perf_counter()
+                fn()
+                times[who].append(time.perf_counter() - start)
+            ref_wm.eval(), wm.eval()
+        ratios = [r / w for r, w in zip(times["reference"], times["wmbench"])]  # per round: wmbench's speed-up
+        low, ratio, high = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+        ref_rate, our_rate = (amount / statistics.median(times[who]) for who in ("reference", "wmbench"))
+        results[name] = {"reference": ref_rate, "wmbench": our_rate, "ratio": ratio, "ratio_p25": low, "ratio_p75": high}
+        print(f"{name:<24} reference {ref_rate:>9.2f}   wmbench {our_rate:>9.2f}   "
+              f"ratio {ratio:.2f}x [{low:.2f}, {high:.2f}]", flush=True)  # fmt: skip
+    cpu = torch.device("cpu")
+    out = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "batch": b, "threads": torch.get_num_threads(),
+           "repeats": args.repeats, "torch": torch.__version__, "matmul_gflops": matmul_gflops(cpu, False, Timer(cpu)),
+           "checks": checks, "measures": results}  # fmt: skip
+    print(json.dumps(checks))
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -39,7 +39,7 @@ from wmbench.engine.trainer import world_model_optimizer
 from wmbench.plugins import registry
 
 
-def reference_models(iris: Path, config, num_actions: int):
+def reference_models(iris: Path, config, num_actions: int, tokens_per_frame: int):
     """The reference's tokenizer and world model at ``config``'s sizes, from the IRIS checkout ``iris``."""
     sys.path.insert(0, str(iris))
     from src.models.tokenizer import Decoder, Encoder, EncoderDecoderConfig, Tokenizer
@@ -51,22 +51,32 @@ def reference_models(iris: Path, config, num_actions: int):
                                 ch_mult=list(t.ch_mult), num_res_blocks=t.num_res_blocks,
                                 attn_resolutions=list(t.attn_resolutions), out_ch=3, dropout=t.dropout)  # fmt: skip
     tokenizer = Tokenizer(t.vocab_size, t.embed_dim, Encoder(nets), Decoder(nets), with_lpips=False)
-    transformer = TransformerConfig(tokens_per_block=tokenizer_tokens(config) + 1, max_blocks=w.max_blocks,
+    transformer = TransformerConfig(tokens_per_block=tokens_per_frame + 1, max_blocks=w.max_blocks,
                                     attention="causal", num_layers=w.num_layers, num_heads=w.num_heads,
                                     embed_dim=w.embed_dim, embed_pdrop=w.dropout, resid_pdrop=w.dropout,
                                     attn_pdrop=w.dropout)  # fmt: skip
     return tokenizer, WorldModel(t.vocab_size, num_actions, transformer)
 
 
-def tokenizer_tokens(config) -> int:
-    return (config.env.size // 2 ** (len(config.tokenizer.options.ch_mult) - 1)) ** 2
+@torch.no_grad()
+def ref_decode(tokenizer, tokens: torch.Tensor) -> torch.Tensor:
+    """Frames in [0, 1] for ``tokens [B, K]``, as the reference's ``WorldModelEnv.decode_obs_tokens`` makes them."""
+    side = round(tokens.size(1) ** 0.5)
+    z = tokenizer.embedding(tokens).view(tokens.size(0), side, side, -1).permute(0, 3, 1, 2)
+    return tokenizer.decode(z, should_postprocess=True).clamp(0, 1)
+
+
+def positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer above zero, got {text!r}")
+    return int(text)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iris", type=Path, required=True, help="a checkout of the reference IRIS repository")
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--batch", type=positive, default=8)
+    parser.add_argument("--repeats", type=positive, default=5)
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
     if not (args.iris / "src" / "models" / "world_model.py").is_file():
@@ -77,9 +87,10 @@ def main() -> None:
     blocks = config.world_model.max_blocks
     _, seen = ale_rollout(config, b * blocks, seed=0)
 
-    torch.manual_seed(0)
-    ref_tokenizer, ref_wm = reference_models(args.iris, config, num_actions)
     agent = build_agent(config, registry(), num_actions)
+    k = agent.tokenizer.tokens_per_frame
+    torch.manual_seed(0)
+    ref_tokenizer, ref_wm = reference_models(args.iris, config, num_actions, k)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "reference.pt"
         state = {f"tokenizer.{k}": v for k, v in ref_tokenizer.state_dict().items()}
@@ -103,9 +114,7 @@ def main() -> None:
         ref_tokens = ref_tokenizer.encode(frames, should_preprocess=True).tokens.view(b, blocks, -1)
         checks["tokens_equal_fraction"] = (tokens == ref_tokens).float().mean().item()
         first = tokens[:, 0]
-        side = round(first.size(1) ** 0.5)
-        z = ref_tokenizer.embedding(first).view(b, side, side, -1).permute(0, 3, 1, 2)
-        checks["decode_max_abs_diff"] = (tokenizer.decode(first) - ref_tokenizer.decode(z, True).clamp(0, 1)).abs().max().item()
+        checks["decode_max_abs_diff"] = (tokenizer.decode(first) - ref_decode(ref_tokenizer, first)).abs().max().item()
         sequence = torch.cat([tokens, actions.view(b, blocks, 1)], dim=2).flatten(1)
         ref_out = ref_wm(sequence)
         hidden = wm(sequence)
@@ -122,7 +131,7 @@ def main() -> None:
 
     ref_env = WorldModelEnv(ref_tokenizer, ref_wm, "cpu")
     dream = DreamEnv(tokenizer, wm, torch.Generator().manual_seed(0))
-    cycle = (config.world_model.max_blocks * (first.size(1) + 1) - first.size(1)) // (first.size(1) + 1)
+    cycle = (blocks * (k + 1) - k) // (k + 1)  # steps from a reset until the cache is full
     start_frames, step_actions = frames[:b], actions[:b]
 
     def ref_imagine(decode: bool = True) -> None:
@@ -138,36 +147,28 @@ def main() -> None:
         for _ in range(cycle):
             dream.step(step_actions, decode)
 
-    def ref_decode() -> None:
-        with torch.no_grad():
-            ref_tokenizer.decode(z, True).clamp(0, 1)
-
-    def our_decode() -> None:
-        with torch.no_grad():
-            tokenizer.decode(first)
-
     lr, decay = config.training.world_model.lr, config.training.world_model.weight_decay
     ref_opt, our_opt = world_model_optimizer(ref_wm, lr, decay), world_model_optimizer(wm, lr, decay)
 
+    def train_step(model, optimizer, loss) -> None:
+        model.train()
+        optimizer.zero_grad(set_to_none=True)
+        loss().backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.training.world_model.grad_clip)
+        optimizer.step()
+        model.eval()
+
     def ref_train() -> None:
-        ref_wm.train()
-        ref_opt.zero_grad(set_to_none=True)
-        ref_wm.compute_loss(batch, given).loss_total.backward()
-        torch.nn.utils.clip_grad_norm_(ref_wm.parameters(), 10.0)
-        ref_opt.step()
+        train_step(ref_wm, ref_opt, lambda: ref_wm.compute_loss(batch, given).loss_total)
 
     def our_train() -> None:
-        wm.train()
-        our_opt.zero_grad(set_to_none=True)
-        wm.losses(tokens, actions.view(b, blocks), rewards, ends, mask).total.backward()
-        torch.nn.utils.clip_grad_norm_(wm.parameters(), 10.0)
-        our_opt.step()
+        train_step(wm, our_opt, lambda: wm.losses(tokens, actions.view(b, blocks), rewards, ends, mask).total)
 
     measures = {
         "imagine_frames_per_s": (ref_imagine, our_imagine, b * cycle),
         "imagine_frames_per_s_no_decode": (lambda: ref_imagine(False), lambda: our_imagine(False), b * cycle),
-        "decode_frames_per_s": (ref_decode, our_decode, b),
-        "wm_train_tokens_per_s": (ref_train, our_train, b * blocks * (first.size(1) + 1)),
+        "decode_frames_per_s": (lambda: ref_decode(ref_tokenizer, first), torch.no_grad()(lambda: tokenizer.decode(first)), b),
+        "wm_train_tokens_per_s": (ref_train, our_train, b * blocks * (k + 1)),
     }
     results = {}
     for name, (ref_fn, our_fn, amount) in measures.items():
@@ -179,12 +180,11 @@ def main() -> None:
                 start = time.perf_counter()
                 fn()
                 times[who].append(time.perf_counter() - start)
-            ref_wm.eval(), wm.eval()
         ratios = [r / w for r, w in zip(times["reference"], times["wmbench"])]  # per round: wmbench's speed-up
         low, ratio, high = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
         ref_rate, our_rate = (amount / statistics.median(times[who]) for who in ("reference", "wmbench"))
         results[name] = {"reference": ref_rate, "wmbench": our_rate, "ratio": ratio, "ratio_p25": low, "ratio_p75": high}
-        print(f"{name:<24} reference {ref_rate:>9.2f}   wmbench {our_rate:>9.2f}   "
+        print(f"{name:<32} reference {ref_rate:>9.2f}   wmbench {our_rate:>9.2f}   "
               f"ratio {ratio:.2f}x [{low:.2f}, {high:.2f}]", flush=True)  # fmt: skip
     cpu = torch.device("cpu")
     out = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "batch": b, "threads": torch.get_num_threads(),

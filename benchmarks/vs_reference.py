@@ -32,7 +32,7 @@ import torch
 
 from wmbench import checkpoints
 from wmbench import config as cfg
-from wmbench.bench import Timer, ale_rollout, matmul_gflops
+from wmbench.bench import Timer, ale_rollout, matmul_gflops, optimizer_step
 from wmbench.engine.agent import build_agent
 from wmbench.engine.imagination import DreamEnv
 from wmbench.engine.trainer import world_model_optimizer
@@ -151,11 +151,9 @@ def main() -> None:
     ref_opt, our_opt = world_model_optimizer(ref_wm, lr, decay), world_model_optimizer(wm, lr, decay)
 
     def train_step(model, optimizer, loss) -> None:
+        """One step as the trainer takes it, in training mode (dropout on)."""
         model.train()
-        optimizer.zero_grad(set_to_none=True)
-        loss().backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.training.world_model.grad_clip)
-        optimizer.step()
+        optimizer_step(optimizer, loss(), model.parameters(), config.training.world_model.grad_clip)
         model.eval()
 
     def ref_train() -> None:

@@ -200,7 +200,7 @@ def measure(config, batch: int, repeats: int, log: Callable[[str], None] = lambd
         with autocast:
             loss = wm.losses(obs_tokens, data["actions"], data["rewards"], data["ends"], data["mask"]).total
         losses.append(loss.item())
-        _step(optimizer, loss, wm.parameters(), config.training.world_model.grad_clip)
+        optimizer_step(optimizer, loss, wm.parameters(), config.training.world_model.grad_clip)
 
     train = timer.repeat(train_world_model, repeats)
     rows.append(Row("wm_train_tokens_per_s", "tokens/s", tuple(batch * blocks * tpb / s for s in train), 1 / tpb))
@@ -216,7 +216,7 @@ def measure(config, batch: int, repeats: int, log: Callable[[str], None] = lambd
         with autocast:
             rollout = imagine(ac, dream, data["frames"], data["mask"], t.horizon)
             loss = actor_critic_losses(rollout, t.gamma, t.lambda_, t.entropy_weight)["total"]
-        _step(optimizer, loss, ac.parameters(), t.grad_clip)
+        optimizer_step(optimizer, loss, ac.parameters(), t.grad_clip)
 
     updates = timer.repeat(train_actor_critic, repeats)
     rows.append(Row("actor_critic_updates_per_s", "updates/s", tuple(1 / s for s in updates), batch * t.horizon))
@@ -250,7 +250,7 @@ def _peak_memory_mb(device) -> float:
     return peak_memory_mb(device)["cpu_rss_mb"]
 
 
-def _step(optimizer, loss, parameters, grad_clip: float) -> None:
+def optimizer_step(optimizer, loss, parameters, grad_clip: float) -> None:
     """One optimiser step as the trainer takes it: zero, backward, clip, step."""
     import torch
 

@@ -14,7 +14,7 @@ import statistics
 import torch
 
 from wmbench import config as cfg
-from wmbench.bench import Timer, ale_rollout
+from wmbench.bench.measure import Timer, ale_rollout
 from wmbench.engine.agent import build_agent
 from wmbench.engine.imagination import DreamEnv
 from wmbench.plugins import registry

@@ -32,7 +32,8 @@ import torch
 
 from wmbench import checkpoints
 from wmbench import config as cfg
-from wmbench.bench import Timer, ale_rollout, matmul_gflops, optimizer_step
+from wmbench.bench.measure import Timer, ale_rollout, matmul_gflops
+from wmbench.engine.optim import optimizer_step
 from wmbench.engine.agent import build_agent
 from wmbench.engine.imagination import DreamEnv
 from wmbench.engine.trainer import world_model_optimizer

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from wmbench.bench import COLUMNS, _suite_page, append_csv, load_suite
+from wmbench.bench.results import COLUMNS, append_csv, suite_page
+from wmbench.bench.suite import load_suite
 from wmbench.cli import cli
 from wmbench.errors import WmbenchError
 
@@ -89,7 +90,7 @@ def test_suite_writes_rows_and_a_table(tmp_path):
     assert "| cpu | " in table and "| Pong | smoke | scratch |" in table and "imagined / ALE" in table
     assert "without rows" not in table
     _, _, setups = load_suite(suite)
-    stopped = _suite_page(suite, [*setups, replace(setups[0], preset="iris")], out)  # as if stopped before the second
+    stopped = suite_page(suite, [*setups, replace(setups[0], preset="iris")], out)  # as if stopped before the second
     assert "Setups of the suite without rows in the CSV (still running, or stopped before them): scratch at iris (world_model" in stopped
 
 

@@ -16,7 +16,10 @@ pd = pytest.importorskip("pandas")
 
 from wmbench.errors import WmbenchError  # noqa: E402
 from wmbench.report import baselines, stats  # noqa: E402
-from wmbench.report.compare import compare, find_run_dirs, load_run, markdown  # noqa: E402
+from wmbench.markdown import table as markdown  # noqa: E402
+from wmbench.report.compare import compare  # noqa: E402
+from wmbench.report.runs import load_run  # noqa: E402
+from wmbench.rundir import find_run_dirs  # noqa: E402
 
 # Rows are runs, columns games.
 MATRIX = np.array(
@@ -366,12 +369,12 @@ def test_compare_world_model_runs(tmp_path):
 
 
 def test_compare_mixed_tracks_and_bench_csvs(runs, tmp_path):
-    from wmbench.report.compare import find_bench_csvs
+    from wmbench.report.runs import find_bench_csvs
 
     write_wm_run(runs / "wm" / "0", "Pong", 0, True)
     cell = tmp_path / "sweep" / "cells" / "Pong-scratch-vqvae"
     cell.mkdir(parents=True)
-    from wmbench.bench import COLUMNS
+    from wmbench.bench.results import COLUMNS
 
     row = {c: "" for c in COLUMNS} | {"time": "2026-01-01T00:00:00Z", "device": "cpu", "threads": "1", "dtype": "fp32",
                                        "game": "Pong", "preset": "smoke", "backbone": "scratch", "tokenizer": "vqvae", "batch": "16",

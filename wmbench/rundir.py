@@ -1,8 +1,13 @@
-"""A run is a folder: config.json, metrics.jsonl, summary.json, checkpoints/, replay/, media/."""
+"""A run is a folder: config.json, metrics.jsonl, summary.json, checkpoints/, replay/, media/.
+
+This module is the one owner of that contract: the file names, the summary's schema per track, what makes a run
+finished (its summary.json) or resumable (its config.json and a checkpoint), and finding runs below a folder.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -11,7 +16,25 @@ from typing import Any
 from wmbench import files
 from wmbench.errors import WmbenchError
 
+from collections.abc import Sequence
+
 SCHEMA_VERSION = 1
+TRACK_AGENT = "agent"
+TRACK_WORLD_MODEL = "world-model"
+OBS_LOSS = "heldout/loss/observations"
+"""The world-model track's figure of merit, in every ``per_budget`` row of its summary."""
+
+_Kind = type | tuple[type, ...]
+#: summary.json fields a run of each track must have, with the type each must be.
+REQUIRED: dict[str, dict[str, _Kind]] = {
+    TRACK_AGENT: {"schema_version": int, "game": str, "backbone": str, "seed": int, "eval_return_mean": (int, float)},
+    TRACK_WORLD_MODEL: {
+        "schema_version": int, "game": str, "backbone": str, "seed": int, "per_budget": list,
+        "target_loss": (int, float),
+    },
+}  # fmt: skip
+MARKERS = ("summary.json", "config.json", "metrics.jsonl")
+"""A folder holding any of these is a run folder."""
 
 
 class RunDir:
@@ -27,6 +50,16 @@ class RunDir:
     @property
     def last_checkpoint(self) -> Path:
         return self.checkpoints / "last.pt"
+
+    @property
+    def finished(self) -> bool:
+        """The run wrote its summary: it ran to the end."""
+        return self.summary.is_file()
+
+    @property
+    def resumable(self) -> bool:
+        """``wmbench run --resume`` can continue it: it has its config and a checkpoint, and has not finished."""
+        return self.config.is_file() and self.last_checkpoint.is_file() and not self.finished
 
     def check_new(self) -> None:
         """Refuse a folder that already holds a run or other files."""
@@ -80,3 +113,78 @@ class RunDir:
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         files.write_json(self.summary, {"schema_version": SCHEMA_VERSION, **summary})
+
+    def read_summary(self) -> dict[str, Any]:
+        """summary.json, checked against its track's schema; a missing file or field is a WmbenchError naming the folder."""
+        where = f"run folder {self.path}"
+        if not self.summary.is_file():
+            raise WmbenchError(f"{where}: no summary.json (the run has not finished, or this is not a run folder)")
+        try:
+            summary = json.loads(self.summary.read_text())
+        except json.JSONDecodeError as exc:
+            raise WmbenchError(f"{where}: summary.json is not valid JSON ({exc})") from exc
+        if not isinstance(summary, dict):
+            raise WmbenchError(f"{where}: summary.json is not a JSON object")
+        track = summary.get("track", TRACK_AGENT)
+        for field, kind in REQUIRED.get(track, REQUIRED[TRACK_AGENT]).items():
+            if field not in summary or summary[field] is None:
+                raise WmbenchError(f"{where}: summary.json has no field {field!r}")
+            value = summary[field]
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise WmbenchError(f"{where}: summary.json field {field!r} is {value!r}, not {_kind_name(kind)}")
+        if summary["schema_version"] > SCHEMA_VERSION:
+            raise WmbenchError(
+                f"{where}: summary.json has schema_version {summary['schema_version']}; "
+                f"this wmbench reads {SCHEMA_VERSION} (upgrade wmbench)"
+            )
+        if track == TRACK_WORLD_MODEL:
+            _check_budgets(where, summary["per_budget"])
+        elif not math.isfinite(summary["eval_return_mean"]):
+            raise WmbenchError(
+                f"{where}: summary.json field 'eval_return_mean' is not finite (no evaluation episode ended?)"
+            )
+        return summary
+
+
+def find_run_dirs(paths: Sequence[Path], also: Sequence[Path] = ()) -> tuple[list[Path], list[Path]]:
+    """Expand each path into run folders: a run folder itself, or every folder holding a summary.json below it.
+
+    Returns ``(runs, unfinished)``: folders below a parent that have config.json but no summary.json are
+    left out and listed as unfinished. A path given directly that looks like a run folder is kept even
+    without summary.json, so that reading it names what is missing. A path with no finished run below it is an
+    error, unless it holds one of ``also`` (other results the caller reads, such as bench CSVs).
+    """
+    runs: list[Path] = []
+    unfinished: list[Path] = []
+    for path in map(Path, paths):
+        if not path.exists():
+            raise WmbenchError(f"{path} does not exist")
+        if not path.is_dir():
+            raise WmbenchError(f"{path} is not a folder (give run folders or folders that contain them)")
+        if any((path / name).exists() for name in MARKERS):
+            runs.append(path)
+            continue
+        found = sorted(p.parent for p in path.rglob("summary.json"))
+        unfinished += sorted(p.parent for p in path.rglob("config.json") if not (p.parent / "summary.json").exists())
+        if not found and not any(path in a.parents for a in map(Path, also)):
+            waiting = sum(1 for u in unfinished if path in u.parents)
+            hint = f"; {waiting} unfinished (config.json without summary.json)" if waiting else ""
+            raise WmbenchError(f"{path} holds no finished run folders (no summary.json found below it{hint})")
+        runs += found
+    unique = list(dict.fromkeys(p.resolve() for p in runs))
+    return unique, sorted(set(unfinished))
+
+
+def _check_budgets(where: str, rows: list[Any]) -> None:
+    """Every per-budget row of a world-model run has its frames seen and a finite held-out next-token loss."""
+    if not rows:
+        raise WmbenchError(f"{where}: summary.json field 'per_budget' is empty")
+    for i, row in enumerate(rows):
+        for key in ("env_steps", OBS_LOSS):
+            value = row.get(key) if isinstance(row, dict) else None
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                raise WmbenchError(f"{where}: summary.json per_budget[{i}] has no number {key!r}")
+
+
+def _kind_name(kind: _Kind) -> str:
+    return "a number" if isinstance(kind, tuple) else {int: "an integer", str: "a string"}.get(kind, kind.__name__)

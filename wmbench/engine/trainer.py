@@ -21,6 +21,7 @@ from wmbench import config as cfg
 from wmbench.engine.agent import Agent, build_agent
 from wmbench.engine.collector import Collector, evaluate
 from wmbench.engine.imagination import DreamEnv, actor_critic_losses, imagine
+from wmbench.engine.optim import optimizer_step
 from wmbench.engine.replay import ReplayStore
 from wmbench.files import save_torch
 from wmbench.media import save_reconstructions, save_video
@@ -162,11 +163,7 @@ class Trainer:
     # Training steps ----------------------------------------------------------------------------------
 
     def _step(self, component: str, loss: torch.Tensor, grad_clip: float) -> None:
-        optimizer = self.optimizers[component]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(self._trainable(component), grad_clip)
-        optimizer.step()
+        optimizer_step(self.optimizers[component], loss, self._trainable(component), grad_clip)
 
     def _sample(self, batch_size: int, length: int, from_start: bool) -> dict[str, torch.Tensor]:
         batch = self.store.sample(batch_size, length, from_start, self.rng)

@@ -1,4 +1,4 @@
-"""Atari 100k environments with IRIS's wrappers (the games and their scores: :mod:`wmbench.envs.atari_suite`).
+"""Atari 100k environments with IRIS's wrappers (games: :mod:`wmbench.envs.atari_games`, suite: :mod:`.atari_suite`).
 
 ``make_env`` builds ``<Game>NoFrameskip-v4`` (frame skip 1, no sticky actions, minimal action set) and wraps
 it, innermost first: :class:`FrameLimit` (frame count and cap), :class:`NoopReset`, :class:`MaxAndSkip`,
@@ -19,7 +19,7 @@ import gymnasium
 import numpy as np
 
 from wmbench.config import EnvConfig
-from wmbench.envs.atari_suite import GAMES
+from wmbench.envs.atari_games import GAMES
 from wmbench.errors import unknown
 
 

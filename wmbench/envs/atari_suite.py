@@ -11,14 +11,9 @@ import json
 from importlib import resources
 
 from wmbench.config import EnvConfig
+from wmbench.envs.atari_games import GAMES
 from wmbench.hookspecs import hookimpl
 
-GAMES: tuple[str, ...] = (
-    "Alien", "Amidar", "Assault", "Asterix", "BankHeist", "BattleZone", "Boxing", "Breakout",
-    "ChopperCommand", "CrazyClimber", "DemonAttack", "Freeway", "Frostbite", "Gopher", "Hero",
-    "Jamesbond", "Kangaroo", "Krull", "KungFuMaster", "MsPacman", "Pong", "PrivateEye", "Qbert",
-    "RoadRunner", "Seaquest", "UpNDown",
-)  # fmt: skip
 
 
 def make_env(game: str, config: EnvConfig, train: bool, seed: int):
@@ -35,13 +30,13 @@ def num_actions(game: str) -> int:
 
 @functools.cache
 def _scores(kind: str) -> dict[str, float]:
-    text = (resources.files("wmbench") / "data" / f"{kind}.json").read_text()
+    text = (resources.files("wmbench") / "data" / "baselines" / f"{kind}.json").read_text()
     return {game: runs[0] for game, runs in json.loads(text).items()}
 
 
 def reference_scores(game: str) -> tuple[float, float]:
     """The random and human scores IRIS normalises with."""
-    return _scores("random")[game], _scores("human")[game]
+    return _scores("RANDOM")[game], _scores("HUMAN")[game]
 
 
 @hookimpl

@@ -8,11 +8,12 @@ seeds), a frames-to-target table and curves.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
-OBS_LOSS = "heldout/loss/observations"
+from wmbench import markdown as md
+from wmbench.rundir import OBS_LOSS
+
 #: Figures shown in the Markdown table (all ``heldout/*`` figures go to the CSV), with short headings.
 SHOWN = {
     OBS_LOSS: "next-token loss",
@@ -65,7 +66,7 @@ def budget_markdown(table, long):
     shown = pd.DataFrame({"game": table["game"], "frames": table["env_steps"], "method": table["method"], "seeds": table["seeds"]})
     for name, heading in [*SHOWN.items(), *rollouts]:
         if f"{name} mean" in table:
-            shown[heading] = [_mean_std(m, s) for m, s in zip(table[f"{name} mean"], table[f"{name} std"])]
+            shown[heading] = [md.estimate(m, s) for m, s in zip(table[f"{name} mean"], table[f"{name} std"])]
     return shown
 
 
@@ -102,19 +103,13 @@ def target_markdown(table):
         "method": table["method"],
         "target loss": table["target_loss"],
         "reached": [f"{r}/{n}" for r, n in zip(table["reached"], table["seeds"])],
-        "frames to target": [_mean_std(m, s) if r else "not reached" for m, s, r in
+        "frames to target": [md.estimate(m, s) if r else "not reached" for m, s, r in
                              zip(table["frames_to_target_mean"], table["frames_to_target_std"], table["reached"])],
-        "final loss": [_mean_std(m, s) for m, s in zip(table["final_loss_mean"], table["final_loss_std"])],
+        "final loss": [md.estimate(m, s) for m, s in zip(table["final_loss_mean"], table["final_loss_std"])],
     })  # fmt: skip
 
 
 def curve_long(long, name: str):
-    """The long table of one figure in the shape of :func:`wmbench.report.compare.curves`."""
+    """The long table of one figure in the shape of :func:`wmbench.report.agent.curves`."""
     return long[["method", "game", "seed", "env_steps", name]].rename(columns={name: "value"}).dropna()
 
-
-def _mean_std(mean: float, std: float) -> str:
-    if mean is None or math.isnan(mean):
-        return "–"
-    text = f"{mean:.4g}"
-    return text if std is None or math.isnan(std) else f"{text} ± {std:.2g}"

@@ -33,11 +33,9 @@ from wmbench.engine.replay import ReplayStore
 from wmbench.engine.trainer import Trainer, package_versions, peak_memory_mb
 from wmbench.errors import WmbenchError
 from wmbench.plugins import Registry
-from wmbench.rundir import RunDir
+from wmbench.rundir import OBS_LOSS, TRACK_WORLD_MODEL, RunDir
 from wmbench.tracks import dataset
 
-TRACK = "world-model"
-OBS_LOSS = "heldout/loss/observations"
 
 
 def check_settings(config: cfg.RunConfig) -> None:
@@ -192,7 +190,7 @@ class WorldModelTrack:
         rows = [r for r in self.run.read_metrics() if OBS_LOSS in r]
         figures = [{k: v for k, v in r.items() if k == "env_steps" or k.startswith("heldout/")} for r in rows]
         return {
-            "track": TRACK,
+            "track": TRACK_WORLD_MODEL,
             "game": c.game,
             "backbone": c.backbone.name,
             "tokenizer": c.tokenizer.name,

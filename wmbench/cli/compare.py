@@ -6,10 +6,11 @@ from pathlib import Path
 
 import click
 
+from wmbench.cli.options import CONTEXT
 from wmbench.report.baselines import DEFAULT
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.command(context_settings=CONTEXT)
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Report folder to write (created if missing).")
 @click.option(
@@ -36,14 +37,15 @@ def compare(run_dirs: tuple[Path, ...], out: Path, baselines: tuple[str, ...], r
     Exit codes: 0 report written, 2 bad input (missing folder, run without summary.json or a field).
     """
     from wmbench.report.compare import compare as run_compare
-    from wmbench.report.compare import find_bench_csvs, find_run_dirs
+    from wmbench.report.runs import find_bench_csvs
+    from wmbench.rundir import find_run_dirs
 
     chosen = [b for b in baselines if b.lower() != "none"] if baselines else list(DEFAULT)
-    folders, unfinished = find_run_dirs(list(run_dirs))
+    csvs = find_bench_csvs(list(run_dirs))
+    folders, unfinished = find_run_dirs(list(run_dirs), also=csvs)
     if unfinished:
         shown = ", ".join(map(str, unfinished[:5])) + (", ..." if len(unfinished) > 5 else "")
         click.echo(f"wmbench: skipping {len(unfinished)} unfinished run folder(s) (no summary.json): {shown}", err=True)
-    csvs = find_bench_csvs(list(run_dirs))
     report = run_compare(folders, out, chosen, reps=reps, seed=seed, bench_csvs=csvs)
     extra = f" and {len(csvs)} throughput CSV(s)" if csvs else ""
     click.echo(f"{len(folders)} run(s) compared{extra}; report: {report}")

@@ -1,4 +1,4 @@
-"""The ``wmbench world-model`` command (the world-model track of one cell)."""
+"""``wmbench world-model``: the world-model track of one cell."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ from pathlib import Path
 
 import click
 
+from wmbench.cli.options import CONTEXT, cell_config, default_out, registry
 from wmbench.errors import WmbenchError
 
 
-@click.command("world-model", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.command("world-model", context_settings=CONTEXT)
 @click.option("--backbone", "-b", default="scratch", show_default=True, help="Backbone id (wmbench list backbones).")
 @click.option("--game", "-g", default="Pong", show_default=True, help="Atari 100k game (wmbench list games).")
 @click.option("--preset", "-p", default="smoke", show_default=True, help="Config preset (wmbench list presets).")
@@ -37,22 +38,21 @@ def world_model(backbone, game, preset, tokenizer, seed, overrides, out, device,
 
     Exit codes: 0 done, 1 a failure while running, 2 bad input, 130 interrupted (resume with --resume).
     """
-    from wmbench import cli as main
     from wmbench import config as cfg
     from wmbench.rundir import RunDir
     from wmbench.tracks.world_model import WorldModelTrack
 
     if resume:
         run_dir = RunDir(resume)
-        config = cfg.from_dict(run_dir.read_config(), main._registry())
+        config = cfg.from_dict(run_dir.read_config(), registry())
         if not run_dir.last_checkpoint.exists():
             raise WmbenchError(f"{resume} has no checkpoint yet; start it again instead of resuming")
-        track = WorldModelTrack(config, run_dir, main._registry(), log=click.echo)
+        track = WorldModelTrack(config, run_dir, registry(), log=click.echo)
         click.echo(track.resume())
     else:
-        config = main._config(preset, game, seed, tokenizer, backbone, overrides, device)
-        run_dir = RunDir(out or main._default_out(config.game, config.backbone.name, seed))
-        track = WorldModelTrack(config, run_dir, main._registry(), log=click.echo)  # checks settings and data first
+        config = cell_config(preset, game, seed, tokenizer, backbone, overrides, device)
+        run_dir = RunDir(out or default_out(config.game, config.backbone.name, seed))
+        track = WorldModelTrack(config, run_dir, registry(), log=click.echo)  # checks settings and data first
         run_dir.create(cfg.to_dict(config))
         click.echo(f"run folder: {run_dir.path}")
     try:

@@ -1,0 +1,248 @@
+"""``wmbench bench``: how fast one setup runs, measured in one process beside the simulator it replaces.
+
+Every figure is timed after a warm-up call, ``repeats`` times, and given as the median and quartiles. The
+measures (name, unit):
+
+- ``ale_steps_per_s``: the game's train env (IRIS wrappers, random actions), one env on one thread;
+- ``imagine_frames_per_s`` and ``imagine_frames_per_s_no_decode``: a :class:`DreamEnv` driven as the trainer
+  drives it, from a reset through every step the cache takes before it is rebuilt;
+- ``imagine_ms_per_frame_short_context`` / ``_full_context``: the first of those steps (one frame of context,
+  17 tokens at the iris preset) and the last (the cache full, 340 tokens at iris), without decoding, per frame;
+  ``context_growth`` is their ratio (these three from at least ``repeats`` cycles and 3 seconds of them);
+- ``wm_train_tokens_per_s``: forward, backward and AdamW step on ``batch`` segments of ``max_blocks`` frames;
+  ``wm_loss``: the world model's loss on that batch at its initial weights (compares dtypes);
+- ``tokenizer_encode_frames_per_s``, ``tokenizer_decode_frames_per_s``;
+- ``actor_critic_updates_per_s``: burn-in, imagination over the horizon, losses, backward and step;
+- ``peak_memory_mb`` (the process's peak resident set during the setup, or CUDA's peak allocation) and ``matmul_gflops`` (a 2048 x 2048
+  matrix product in the bench's dtype: what the machine can do, to read the others against).
+
+``ratio_to_ale`` is frames handled per second over ALE's steps per second (a training token counts as
+1 / tokens_per_block frames, an actor-critic update as batch x horizon imagined frames). Rows go to a long
+CSV, one per measure with the setup in columns (as timm's benchmark files are); ``--suite`` runs every setup
+of a suite file and writes a Markdown table beside the CSV.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wmbench.engine.optim import optimizer_step
+
+ALE_STEPS = 500
+"""Env steps per timed repeat of the simulator."""
+CONTEXT_SECONDS = 3.0
+"""Cycles without decoding are repeated for at least this long (50 at most): one step is a noisy sample."""
+
+
+@dataclass(frozen=True)
+class Row:
+    measure: str
+    unit: str
+    times: tuple[float, ...]
+    """The figure of each repeat."""
+    frames: float = 0.0
+    """Frames per unit of the figure, for ``ratio_to_ale`` (0: no ratio)."""
+
+    def quantiles(self) -> tuple[float, float, float]:
+        values = sorted(self.times)
+        if len(values) == 1:
+            return values[0], values[0], values[0]
+        p25, p50, p75 = statistics.quantiles(values, n=4, method="inclusive")
+        return p50, p25, p75
+
+
+class Timer:
+    """Times calls on a device (synchronising CUDA around them)."""
+
+    def __init__(self, device):
+        import torch
+
+        self.sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    def __call__(self, fn: Callable[[], Any]) -> float:
+        self.sync()
+        start = time.perf_counter()
+        fn()
+        self.sync()
+        return time.perf_counter() - start
+
+    def repeat(self, fn: Callable[[], Any], repeats: int) -> list[float]:
+        """Seconds of ``repeats`` calls after one warm-up call."""
+        self(fn)
+        return [self(fn) for _ in range(repeats)]
+
+
+def ale_rollout(config, steps: int, seed: int) -> tuple[float, dict[str, Any]]:
+    """Seconds for ``steps`` random-action steps of the game's train env, and what it saw (``[N, ...]`` numpy)."""
+    import numpy as np
+
+    from wmbench.plugins import registry
+
+    env = registry().game(config.game).make_env(config.env, True, seed)
+    rng = np.random.default_rng(seed)
+    actions = rng.integers(env.action_space.n, size=steps)
+    seen: dict[str, list] = {"frames": [], "actions": [], "rewards": [], "ends": []}
+    obs, _ = env.reset()
+    start = time.perf_counter()
+    for a in actions:
+        seen["frames"].append(obs)
+        obs, reward, terminated, truncated, _ = env.step(int(a))
+        seen["actions"].append(a)
+        seen["rewards"].append(reward)
+        seen["ends"].append(terminated)
+        if terminated or truncated:
+            obs, _ = env.reset()
+    seconds = time.perf_counter() - start
+    env.close()
+    return seconds, {k: np.stack(v) if k == "frames" else np.array(v) for k, v in seen.items()}
+
+
+def measure(config, batch: int, repeats: int, log: Callable[[str], None] = lambda _: None) -> list[Row]:
+    """Every measure of one setup (a resolved run config), on its device and dtype."""
+    import torch
+
+    from wmbench.engine.agent import build_agent
+    from wmbench.engine.imagination import DreamEnv, actor_critic_losses, imagine
+    from wmbench.engine.trainer import resolve_device, world_model_optimizer
+    from wmbench.plugins import registry
+
+    device = resolve_device(config.device)
+    timer = Timer(device)
+    rows = []
+    _reset_peak_memory(device)
+
+    log("ALE")
+    t = config.training.actor_critic
+    blocks = config.world_model.max_blocks
+    steps = max(ALE_STEPS, batch * max(blocks, t.burn_in + 1))
+    _, seen = ale_rollout(config, steps, config.seed)  # the warm-up, and real frames for the other measures
+    seconds = [ale_rollout(config, steps, config.seed + 1 + i)[0] for i in range(repeats)]
+    rows.append(Row("ale_steps_per_s", "steps/s", tuple(steps / s for s in seconds), 1.0))
+
+    torch.manual_seed(config.seed)
+    agent = build_agent(config, registry(), registry().game(config.game).num_actions()).to(device)
+    tokenizer, wm, ac = agent.tokenizer, agent.world_model, agent.actor_critic
+    generator = torch.Generator(device=device).manual_seed(config.seed)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16)
+    frames = torch.from_numpy(seen["frames"]).to(device).permute(0, 3, 1, 2).float().div(255)
+    k, tpb = tokenizer.tokens_per_frame, wm.tokens_per_block
+
+    def segments(length: int) -> dict[str, torch.Tensor]:
+        """``batch`` consecutive stretches of the rollout, ``[batch, length, ...]``."""
+        n = batch * length
+        out = {key: torch.as_tensor(seen[key][:n]).to(device).view(batch, length) for key in ("actions", "rewards", "ends")}
+        out["actions"] = out["actions"].long()
+        out["frames"] = frames[:n].view(batch, length, *frames.shape[1:])
+        out["mask"] = torch.ones(batch, length, dtype=torch.bool, device=device)
+        return out
+
+    log("tokenizer")
+    tokenizer.eval()
+    first = frames[:batch]
+    with torch.no_grad(), autocast:
+        tokens = tokenizer.encode(first)
+        encode = timer.repeat(lambda: tokenizer.encode(first), repeats)
+        decode = timer.repeat(lambda: tokenizer.decode(tokens), repeats)
+    rows.append(Row("tokenizer_encode_frames_per_s", "frames/s", tuple(batch / s for s in encode), 1.0))
+    rows.append(Row("tokenizer_decode_frames_per_s", "frames/s", tuple(batch / s for s in decode), 1.0))
+
+    log("imagination")
+    wm.eval()
+    dream = DreamEnv(tokenizer, wm, generator)
+    cycle = (wm.transformer.max_tokens - k) // tpb  # steps from a reset until the cache is rebuilt
+    actions = torch.from_numpy(seen["actions"][:batch]).long().to(device)
+
+    def imagine_cycle(decode: bool) -> list[float]:
+        dream.reset(first)
+        with torch.no_grad():
+            wm(dream.obs_tokens)  # a cache-free pass: the first step finds the weights as warm as later ones do
+        return [timer(lambda: dream.step(actions, decode)) for _ in range(cycle)]
+
+    with autocast:
+        dream.reset(first)
+        dream.step(actions, True)  # warm-up
+        with_decode = [sum(imagine_cycle(True)) for _ in range(repeats)]
+        without, start = [], time.perf_counter()
+        while len(without) < repeats or (time.perf_counter() - start < CONTEXT_SECONDS and len(without) < 50):
+            without.append(imagine_cycle(False))
+    rows.append(Row("imagine_frames_per_s", "frames/s", tuple(batch * cycle / s for s in with_decode), 1.0))
+    rows.append(Row("imagine_frames_per_s_no_decode", "frames/s", tuple(batch * cycle / sum(c) for c in without), 1.0))
+    rows.append(Row("imagine_ms_per_frame_short_context", "ms/frame", tuple(1000 * c[0] / batch for c in without)))
+    rows.append(Row("imagine_ms_per_frame_full_context", "ms/frame", tuple(1000 * c[-1] / batch for c in without)))
+    rows.append(Row("context_growth", "ratio", tuple(c[-1] / c[0] for c in without)))
+
+    log("world-model training")
+    wm.train()
+    optimizer = world_model_optimizer(wm, config.training.world_model.lr, config.training.world_model.weight_decay)
+    data = segments(blocks)
+    with torch.no_grad():  # fp32 tokens under either dtype, so that wm_loss compares the world model's arithmetic
+        obs_tokens = tokenizer.encode(data["frames"].flatten(0, 1)).view(batch, blocks, k)
+    losses = []
+
+    def train_world_model() -> None:
+        with autocast:
+            loss = wm.losses(obs_tokens, data["actions"], data["rewards"], data["ends"], data["mask"]).total
+        losses.append(loss.item())
+        optimizer_step(optimizer, loss, wm.parameters(), config.training.world_model.grad_clip)
+
+    train = timer.repeat(train_world_model, repeats)
+    rows.append(Row("wm_train_tokens_per_s", "tokens/s", tuple(batch * blocks * tpb / s for s in train), 1 / tpb))
+    rows.append(Row("wm_loss", "nats", (losses[0],)))
+
+    log("actor-critic")
+    wm.eval()
+    ac.train()
+    optimizer = torch.optim.Adam([p for p in ac.parameters() if p.requires_grad], lr=t.lr)
+    data = segments(t.burn_in + 1)
+
+    def train_actor_critic() -> None:
+        with autocast:
+            rollout = imagine(ac, dream, data["frames"], data["mask"], t.horizon)
+            loss = actor_critic_losses(rollout, t.gamma, t.lambda_, t.entropy_weight)["total"]
+        optimizer_step(optimizer, loss, ac.parameters(), t.grad_clip)
+
+    updates = timer.repeat(train_actor_critic, repeats)
+    rows.append(Row("actor_critic_updates_per_s", "updates/s", tuple(1 / s for s in updates), batch * t.horizon))
+
+    rows.append(Row("peak_memory_mb", "MB", (_peak_memory_mb(device),)))
+    rows.append(Row("matmul_gflops", "GFLOP/s", tuple(matmul_gflops(device, config.bf16, timer) for _ in range(repeats))))
+    return rows
+
+
+def _reset_peak_memory(device) -> None:
+    """Start the peak-memory count afresh, so that a suite's setups do not inherit each other's peaks."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")  # Linux: resets the resident-set high-water mark
+
+
+def _peak_memory_mb(device) -> float:
+    """CUDA's peak allocation, or the process's peak resident set since the reset (Linux; elsewhere since start)."""
+    import torch
+
+    from wmbench.engine.trainer import peak_memory_mb
+
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    with contextlib.suppress(OSError, StopIteration):
+        status = Path("/proc/self/status").read_text().splitlines()
+        return int(next(line for line in status if line.startswith("VmHWM:")).split()[1]) / 1024
+    return peak_memory_mb(device)["cpu_rss_mb"]
+
+
+def matmul_gflops(device, bf16: bool, timer: Timer, n: int = 2048) -> float:
+    """What the machine gives now: GFLOP/s of an ``n`` x ``n`` matrix product in fp32 or bf16."""
+    import torch
+
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    return 2 * n**3 / min(timer.repeat(lambda: a @ b, 2)) / 1e9

@@ -1,0 +1,77 @@
+"""``wmbench bench``: one setup's throughput, or a suite's, beside ALE's (see :mod:`wmbench.bench.measure`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from wmbench import files
+from wmbench.cli.options import CONTEXT, cell_config
+from wmbench.errors import WmbenchError
+
+
+@click.command(context_settings=CONTEXT)
+@click.option("--backbone", "-b", default="scratch", show_default=True, help="Backbone id (wmbench list backbones).")
+@click.option("--tokenizer", "-t", default="vqvae", show_default=True, help="Tokenizer id.")
+@click.option("--game", "-g", default="Breakout", show_default=True, help="Atari 100k game (wmbench list games).")
+@click.option("--preset", "-p", default="smoke", show_default=True, help="Config preset (wmbench list presets).")
+@click.option("--batch", "-n", default=8, show_default=True, type=click.IntRange(min=1), help="Imagined environments, segments per world-model batch.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True, help="auto: cuda when available.")
+@click.option("--bf16", is_flag=True, help="bf16 autocast for every measured pass.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config field (repeatable).")
+@click.option("--repeats", "-r", default=5, show_default=True, type=click.IntRange(min=1), help="Timed repeats of each measure.")
+@click.option("--csv", "csv_path", type=click.Path(path_type=Path), help="Append the rows to this CSV.")
+@click.option("--suite", type=click.Path(path_type=Path), help="Run every setup of a suite file (other setup options ignored); needs --csv, writes a Markdown table beside it.")
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+def bench(backbone, tokenizer, game, preset, batch, device, bf16, overrides, repeats, csv_path, suite, as_json):
+    """Measure one setup's throughput beside ALE's: imagination (with and without decoding, at short and full
+    context), world-model training, tokenizer, actor-critic updates, peak memory.
+
+    \b
+    Examples:
+      wmbench bench --backbone scratch --preset iris --batch 8 --repeats 3
+      wmbench bench -b llm-lora --set backbone.model=smollm2-135m --csv results/throughput.csv --json
+      wmbench bench --suite benchmarks/throughput.toml --csv results/throughput.csv
+
+    Exit codes: 0 done, 1 a failure while measuring, 2 bad input (nothing measured or written).
+    """
+    import json
+
+    import torch
+
+    from wmbench.bench.measure import measure
+    from wmbench.bench.results import append_csv, records, suite_page
+    from wmbench.bench.suite import Setup, load_suite
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise WmbenchError("--device cuda was asked for, but no CUDA device is available")
+    if csv_path and csv_path.exists():
+        append_csv(csv_path, [])  # refuses a foreign file before anything is measured
+    if suite:
+        if not csv_path:
+            raise WmbenchError("--suite needs --csv: the file its rows are appended to")
+        game, device, setups = load_suite(suite)
+        jobs = [(cell_config(s.preset, game, 0, s.tokenizer, s.backbone, s.overrides, device, bf16), s) for s in setups]
+    else:
+        config = cell_config(preset, game, 0, tokenizer, backbone, overrides, device, bf16)
+        jobs = [(config, Setup(backbone, tokenizer, preset, tuple(overrides), repeats, batch))]
+    log = (lambda line: click.echo(line, err=True)) if not as_json else (lambda _: None)
+    out = []
+    for config, setup in jobs:
+        name = f"{config.backbone.name} {' '.join(setup.overrides)} at {config.preset}, batch {setup.batch}".replace("  ", " ")
+        rows = measure(config, setup.batch, setup.repeats, lambda what, name=name: log(f"{name}: {what}"))
+        found = records(config, setup.batch, list(setup.overrides), rows)
+        if csv_path:
+            append_csv(csv_path, found)
+        if suite:  # after every setup, so that an interrupted suite leaves the table of what it measured
+            files.write_bytes(csv_path.with_suffix(".md"), suite_page(suite, setups, csv_path).encode())
+        out += found
+        if not as_json:
+            for r in found:
+                ratio = f"  ({r['ratio_to_ale']}x ALE)" if r["ratio_to_ale"] != "" else ""
+                click.echo(f"{r['measure']:<36} {r['median']:>12,.4g} {r['unit']:<10} [{r['p25']:.4g}, {r['p75']:.4g}]{ratio}")
+    if suite:
+        log(f"table written to {csv_path.with_suffix('.md')}")
+    if as_json:
+        click.echo(json.dumps(out, indent=2))

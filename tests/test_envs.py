@@ -59,8 +59,8 @@ FAKE = EnvConfig(size=8, noop_max=1)
 
 def test_games_match_the_score_tables(registry):
     assert len(atari_suite.GAMES) == 26
-    for kind in ("human", "random"):
-        table = json.loads((resources.files("wmbench") / "data" / f"{kind}.json").read_text())
+    for kind in ("HUMAN", "RANDOM"):
+        table = json.loads((resources.files("wmbench") / "data" / "baselines" / f"{kind}.json").read_text())
         assert list(table) == list(atari_suite.GAMES)
     atari_games = {name: g for name, g in registry.games.items() if g.suite.name == "atari"}
     assert list(atari_games) == list(atari_suite.GAMES)

@@ -1,0 +1,199 @@
+"""The run configuration's schema: frozen dataclasses whose defaults are the IRIS paper's, a docstring per field.
+
+A preset (``wmbench/presets/*.toml``) overrides these defaults (:mod:`wmbench.config.resolve`); the tokenizer's and
+the backbone's options belong to the chosen plugin, whose own options dataclass the resolver builds. This module
+imports nothing of wmbench.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """The Atari environment and the paper's wrappers."""
+
+    size: int = 64
+    """Frames are resized to size x size RGB."""
+    frame_skip: int = 4
+    """Agent steps repeat the action this many frames, observing the max over the last two."""
+    noop_max: int = 30
+    """Up to this many no-ops at reset in training (evaluation uses 1)."""
+    done_on_life_loss: bool = True
+    """In training, losing a life ends the episode."""
+    max_frames_train: int = 20_000
+    """Training episodes are cut after this many emulator frames."""
+    max_frames_test: int = 108_000
+    """Evaluation episodes are cut after this many emulator frames."""
+
+
+@dataclass(frozen=True)
+class WorldModelConfig:
+    """The world model's sequence layout, and the width and depth a backbone is asked to have."""
+
+    max_blocks: int = 20
+    """Frames (blocks of tokens_per_frame + 1 tokens) the transformer attends over."""
+    num_layers: int = 10
+    """Transformer layers (backbones built from scratch)."""
+    num_heads: int = 4
+    """Attention heads (backbones built from scratch)."""
+    embed_dim: int = 256
+    """Width of the world model's token embeddings and heads."""
+    dropout: float = 0.1
+    """Dropout on embeddings, attention and residuals."""
+
+
+@dataclass(frozen=True)
+class ActorCriticConfig:
+    """The policy and value network that reads reconstructed frames."""
+
+    lstm_dim: int = 512
+    """Hidden size of the LSTM cell."""
+    channels: tuple[int, ...] = (32, 32, 64, 64)
+    """Channels of the conv + max-pool layers."""
+
+
+@dataclass(frozen=True)
+class CollectConfig:
+    """Gathering real experience."""
+
+    steps_per_epoch: int = 200
+    """Environment steps collected per epoch."""
+    stop_after_epoch: int = 500
+    """No collection after this epoch."""
+    epsilon: float = 0.01
+    """Probability of a uniformly random action."""
+    temperature: float = 1.0
+    """Policy temperature while collecting."""
+
+
+@dataclass(frozen=True)
+class TokenizerTrainConfig:
+    """Training the tokenizer."""
+
+    batch_size: int = 256
+    start_after_epochs: int = 5
+    steps_per_epoch: int = 200
+    lr: float = 1e-4
+    grad_clip: float = 10.0
+
+
+@dataclass(frozen=True)
+class WorldModelTrainConfig:
+    """Training the world model."""
+
+    batch_size: int = 64
+    start_after_epochs: int = 25
+    steps_per_epoch: int = 200
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    grad_clip: float = 10.0
+
+
+@dataclass(frozen=True)
+class ActorCriticTrainConfig:
+    """Training the actor-critic in imagination."""
+
+    batch_size: int = 64
+    start_after_epochs: int = 50
+    steps_per_epoch: int = 200
+    lr: float = 1e-4
+    grad_clip: float = 10.0
+    burn_in: int = 20
+    """Real frames fed to the LSTM (and the world model's context) before imagining."""
+    horizon: int = 20
+    """Imagined steps per trajectory."""
+    gamma: float = 0.995
+    lambda_: float = 0.95
+    entropy_weight: float = 0.001
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """The epoch schedule."""
+
+    epochs: int = 600
+    sampling_weights: tuple[float, ...] = (0.125, 0.125, 0.25, 0.5)
+    """Episode sampling weights per recency bucket, oldest first (empty: uniform)."""
+    collect: CollectConfig = field(default_factory=CollectConfig)
+    tokenizer: TokenizerTrainConfig = field(default_factory=TokenizerTrainConfig)
+    world_model: WorldModelTrainConfig = field(default_factory=WorldModelTrainConfig)
+    actor_critic: ActorCriticTrainConfig = field(default_factory=ActorCriticTrainConfig)
+    checkpoint_every: int = 1
+    """Epochs between checkpoints."""
+    media_every: int = 10
+    """Epochs between media in ``media/``: a reconstruction grid and train, test and imagined episode videos
+    (0: never). The last epoch always writes them."""
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Evaluation with the test wrappers."""
+
+    every: int = 5
+    """Epochs between evaluations (0: only at the end)."""
+    episodes: int = 16
+    num_envs: int = 8
+    temperature: float = 0.5
+    final_episodes: int = 100
+    """Episodes of the final evaluation."""
+
+
+@dataclass(frozen=True)
+class WorldModelTrackConfig:
+    """The world-model track: the tokenizer and world model alone, trained on growing prefixes of a fixed dataset
+    of real transitions, on the epoch schedule of ``training`` (``collect.steps_per_epoch`` new frames an epoch)."""
+
+    dataset_steps: int = 100_000
+    """Real transitions collected once, by a uniform random policy, for the train and held-out parts together."""
+    heldout_fraction: float = 0.1
+    """Share of the dataset's steps held out: whole episodes, the last ones collected."""
+    budgets: tuple[int, ...] = (10_000, 20_000, 40_000, 80_000)
+    """Train frames seen at which held-out figures are recorded (multiples of collect.steps_per_epoch)."""
+    target_loss: float = 2.0
+    """Held-out next-token cross-entropy whose first crossing is reported as frames to target."""
+    eval_segments: int = 64
+    """Held-out segments of world_model.max_blocks frames that losses and accuracies are averaged over."""
+    rollout_starts: int = 32
+    """Held-out frames that imagined rollouts start from (the held-out actions drive them)."""
+    rollout_steps: tuple[int, ...] = (1, 5, 10)
+    """Imagined steps after which frame MSE and PSNR against the real frames are recorded."""
+
+
+@dataclass(frozen=True)
+class PluginChoice:
+    """A chosen plugin and its resolved options (a frozen dataclass the plugin defines)."""
+
+    name: str
+    options: Any
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a run."""
+
+    preset: str
+    game: str
+    seed: int
+    tokenizer: PluginChoice
+    backbone: PluginChoice
+    env: EnvConfig = field(default_factory=EnvConfig)
+    world_model: WorldModelConfig = field(default_factory=WorldModelConfig)
+    actor_critic: ActorCriticConfig = field(default_factory=ActorCriticConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    world_model_track: WorldModelTrackConfig = field(default_factory=WorldModelTrackConfig)
+    device: str = "auto"
+    """cpu, cuda or auto."""
+    bf16: bool = False
+    """bf16 autocast for the forward passes."""
+    init: str | None = None
+    """A reference IRIS checkpoint whose ``init_parts`` the run starts from (``run --init``)."""
+    init_parts: tuple[str, ...] = ("tokenizer", "world_model", "actor_critic")
+    loggers: tuple[str, ...] = ()
+    """Plugins whose run-observer hooks see this run, such as the built-in loggers ``tensorboard`` and ``wandb``."""
+
+
+PLUGIN_SECTIONS = ("tokenizer", "backbone")

@@ -249,3 +249,20 @@ def test_an_unknown_logger_is_refused_before_anything_is_written(tmp_path):
     with pytest.raises(WmbenchError, match="unknown logger 'tensorbord' .did you mean 'tensorboard'.* choose from .*tensorboard, wandb"):
         _run(registry(), tmp_path / "run", ["tensorbord"], [])
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_observers_hear_an_eval_as_a_run_of_its_output_folder(tmp_path):
+    from wmbench import evaluation
+
+    reg = _with(Recorder())
+    trainer, _ = _run(reg, tmp_path / "run", ["recorder0"], [])
+    heard = Recorder()
+    reg = _with(heard)
+    loaded = evaluation.from_run(trainer.run.path, reg)
+    path, record = evaluation.run_eval(loaded, reg, tmp_path / "evals", 1, 1, "cpu", 0, log=lambda line: None)
+    assert [c[0] for c in heard.calls] == ["started", "metrics", "finished"]
+    assert heard.calls[0][1] == tmp_path / "evals"
+    metrics = heard.calls[1][1]
+    assert (metrics["epoch"], metrics["env_steps"], metrics["eval/return"]) == (2, trainer.env_steps, record["return_mean"])
+    assert heard.calls[2][1] == {**json.loads(path.read_text()), "epochs": 2}

@@ -149,3 +149,19 @@ def test_cli_end_to_end(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     again = json.loads((out / "summary.json").read_text())
     assert again["per_budget"] == first["per_budget"] and len(RunDir(out).read_metrics()) == 3
+
+
+@pytest.mark.slow
+def test_observers_hear_a_world_model_track_run(registry, tmp_path):
+    from test_plugins import Recorder, _with
+
+    heard = Recorder()
+    reg = _with(heard)
+    config = cfg.resolve("smoke", "Breakout", 0, "vqvae", "scratch", [*TINY, 'loggers=["recorder0"]'], reg)
+    run = RunDir(tmp_path / "run")
+    track = WorldModelTrack(config, run, reg, log=lambda line: None)
+    run.create(cfg.to_dict(config))
+    summary = track.fit()
+    records = [{k: v for k, v in r.items() if k != "time"} for r in run.read_metrics()]
+    assert [c[0] for c in heard.calls] == ["started", *["metrics", "checkpoint"] * 3, "finished"]
+    assert [c[1] for c in heard.calls if c[0] == "metrics"] == records and heard.calls[-1] == ("finished", summary)

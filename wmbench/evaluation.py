@@ -16,7 +16,7 @@ from wmbench.engine.agent import Agent, build_agent
 from wmbench.engine.collector import evaluate
 from wmbench.engine.trainer import package_versions, resolve_device
 from wmbench.files import write_json
-from wmbench.plugins import Registry, registry
+from wmbench.plugins import Registry
 from wmbench.rundir import RunDir
 
 
@@ -52,12 +52,20 @@ def from_reference(path: Path, config: cfg.RunConfig, registry: Registry) -> Loa
     return Loaded(config, agent, {"init": str(path), "parts": list(config.init_parts)})
 
 
-def run_eval(loaded: Loaded, out: Path, episodes: int, num_envs: int, device: str, seed: int) -> tuple[Path, dict[str, Any]]:
-    """Evaluate and write ``out/<time>-<episodes>ep.json``; returns its path and contents."""
+def run_eval(
+    loaded: Loaded, registry: Registry, out: Path, episodes: int, num_envs: int, device: str, seed: int, log=print
+) -> tuple[Path, dict[str, Any]]:
+    """Evaluate and write ``out/<time>-<episodes>ep.json``; returns its path and contents.
+
+    The config's loggers hear of it as of a run in ``out``: started, one metrics line (the ``eval/*`` figures at
+    the checkpoint's epoch and env steps) and finished with the evaluation's record.
+    """
     c = loaded.config
+    observers = registry.observers(c.loggers, RunDir(out), log)
+    observers.started(c)
     torch_device = resolve_device(device)
     agent = loaded.agent.to(torch_device)
-    game = registry().game(c.game)
+    game = registry.game(c.game)
     envs = [game.make_env(c.env, train=False, seed=seed + i) for i in range(min(num_envs, episodes))]
     start = time.perf_counter()
     returns = evaluate(agent, envs, episodes, c.eval.temperature, torch_device, seed)
@@ -81,4 +89,9 @@ def run_eval(loaded: Loaded, out: Path, episodes: int, num_envs: int, device: st
     stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{episodes}ep"
     path = next(p for i in range(1000) if not (p := out / f"{stem}{f'-{i}' if i else ''}.json").exists())
     write_json(path, record)
+    epoch = loaded.source.get("epoch", 0)
+    observers.metrics_logged({"epoch": epoch, "env_steps": loaded.source.get("env_steps", 0), "wall_time": record["wall_time_s"],
+                              "eval/return": mean, "eval/return_std": record["return_std"],
+                              "eval/human_normalised_score": record["human_normalised_score"]})  # fmt: skip
+    observers.finished({**record, "epochs": epoch})
     return path, record

@@ -96,7 +96,9 @@ def wmbench_checkpoint_saved(run: RunDir, path: Path, epoch: int) -> None:
 @hookspec
 def wmbench_run_finished(run: RunDir, summary: dict[str, Any] | None) -> None:
     """The run ended: ``summary`` is what ``summary.json`` holds, or None when the run stopped early after a
-    checkpoint (Ctrl-C, SIGTERM) and can be resumed. Close files and flush here.
+    checkpoint (Ctrl-C, SIGTERM) and can be resumed. Close files and flush here. Every kind of run is heard of: the
+    agent track, the world-model track, and ``wmbench eval`` (whose ``run`` is the evaluation's output folder and
+    whose ``summary`` is the evaluation's record, with ``epochs`` the checkpoint's epoch).
 
     An exception in this hook, ``wmbench_metrics_logged`` or ``wmbench_checkpoint_saved`` does not stop the run: it
     is reported once as a warning naming the plugin, and that plugin hears nothing more of the run.

@@ -118,7 +118,7 @@ def eval_(target, episodes, envs, out, device, seed, init, init_parts, game, pre
         loaded = evaluation.from_checkpoint(target, registry())
         out = out or Path("evals") / target.stem
     e = loaded.config.eval
-    path, record = evaluation.run_eval(loaded, out, episodes or e.final_episodes, envs or e.num_envs, device, seed)
+    path, record = evaluation.run_eval(loaded, registry(), out, episodes or e.final_episodes, envs or e.num_envs, device, seed, click.echo)
     click.echo(
         f"{record['game']}: {record['episodes']} episodes, return {record['return_mean']:.2f} ± {record['return_std']:.2f} "
         f"(human-normalised {record['human_normalised_score']:.3f}); written to {path}"

@@ -95,7 +95,8 @@ class Trainer:
     def _trainable(self, component: str) -> list[nn.Parameter]:
         return [p for p in getattr(self.agent, component).parameters() if p.requires_grad]
 
-    def _autocast(self):
+    def autocast(self):
+        """bf16 autocast on the run's device when the config asks for it (a no-op otherwise)."""
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.bf16)
 
     # Checkpoints -------------------------------------------------------------------------------------
@@ -177,7 +178,7 @@ class Trainer:
         sums: dict[str, float] = defaultdict(float)
         for _ in range(t.steps_per_epoch):
             frames = self._sample(t.batch_size, 1, True)["frames"][:, 0]
-            with self._autocast():
+            with self.autocast():
                 losses = self.agent.tokenizer.loss(frames)
             self._step("tokenizer", losses["total"], t.grad_clip)
             for k, v in losses.items():
@@ -192,7 +193,7 @@ class Trainer:
         for _ in range(t.steps_per_epoch):
             batch = self._sample(t.batch_size, self.agent.world_model.max_blocks, True)
             b, steps = batch["actions"].shape
-            with self._autocast():
+            with self.autocast():
                 with torch.no_grad():
                     tokens = self.agent.tokenizer.encode(batch["frames"].flatten(0, 1)).view(b, steps, -1)
                 losses = self.agent.world_model.losses(tokens, batch["actions"], batch["rewards"], batch["ends"], batch["mask"])
@@ -211,7 +212,7 @@ class Trainer:
         start = time.perf_counter()
         for _ in range(t.steps_per_epoch):
             batch = self._sample(t.batch_size, t.burn_in + 1, False)
-            with self._autocast():
+            with self.autocast():
                 rollout = imagine(self.agent.actor_critic, dream, batch["frames"], batch["mask"], t.horizon)
                 losses = actor_critic_losses(rollout, t.gamma, t.lambda_, t.entropy_weight)
             self._step("actor_critic", losses["total"], t.grad_clip)
@@ -232,7 +233,7 @@ class Trainer:
                 for i in range(e.num_envs)
             ]
         frames: list[np.ndarray] | None = [] if video else None
-        with self._autocast():
+        with self.autocast():
             returns = evaluate(self.agent, self.test_envs, episodes, e.temperature, self.device, self.config.seed + 10_000, frames)
         if video:
             save_video(video, np.stack(frames))
@@ -259,7 +260,7 @@ class Trainer:
         self.agent.eval()
         segment = self.store.sample(1, t.actor_critic.burn_in + 1, False, rng)
         real = segment["frames"].to(self.device).float().div(255)
-        with self._autocast():
+        with self.autocast():
             dream = DreamEnv(self.agent.tokenizer, self.agent.world_model, generator)
             rollout = imagine(self.agent.actor_critic, dream, real, segment["mask"].to(self.device), t.actor_critic.horizon)
         context = real[0, :-1][segment["mask"][0, :-1].to(self.device)]
@@ -270,7 +271,7 @@ class Trainer:
         metrics: dict[str, Any] = {}
         if epoch <= t.collect.stop_after_epoch:
             c = t.collect
-            with self._autocast():
+            with self.autocast():
                 metrics.update(self.collector.collect(c.steps_per_epoch, c.epsilon, c.temperature, t.actor_critic.burn_in, self.generator))
             self.env_steps += c.steps_per_epoch
         if epoch > t.tokenizer.start_after_epochs:
@@ -286,35 +287,53 @@ class Trainer:
             self.write_media()
         return metrics
 
+    # The run's phases (every track goes through them, so observers hear of every kind of run) -----------
+
+    def start(self) -> None:
+        """Say what the backbone and tokenizer are, and tell the observers the run begins (or resumes)."""
+        for line in self.describe_lines():
+            self.log(line)
+        self.observers.started(self.config)
+
+    def log_epoch(self, metrics: dict[str, Any]) -> dict[str, Any]:
+        """Append the epoch's metrics line and tell the observers; returns the line."""
+        record = {"epoch": self.epoch, "env_steps": self.env_steps, "wall_time": round(self.wall_time, 3), **metrics}
+        self.run.log(record)
+        self.observers.metrics_logged(record)
+        return record
+
+    def checkpoint(self) -> None:
+        """Write the checkpoint of the epoch just ended and tell the observers."""
+        self.save_checkpoint()
+        self.observers.checkpoint_saved(self.run.last_checkpoint, self.epoch)
+
+    def finish(self, summary: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Write summary.json (None: the run stopped early and can be resumed) and tell the observers."""
+        if summary is not None:
+            self.run.write_summary(summary)
+        self.observers.finished(summary)
+        return summary
+
     def fit(self) -> dict[str, Any] | None:
         """Run the remaining epochs and the final evaluation; returns the summary written to summary.json, or
         None when ``stop_requested`` was set (by a signal handler) and the run stopped after an epoch's checkpoint."""
         t = self.config.training
-        for line in self.describe_lines():
-            self.log(line)
-        self.observers.started(self.config)
+        self.start()
         while self.epoch < t.epochs:
             self.epoch += 1
             start = time.perf_counter()
             metrics = self.train_epoch()
             self.wall_time += time.perf_counter() - start
-            record = {"epoch": self.epoch, "env_steps": self.env_steps, "wall_time": round(self.wall_time, 3), **metrics}
-            self.run.log(record)
-            self.observers.metrics_logged(record)
+            record = self.log_epoch(metrics)
             if self.epoch % t.checkpoint_every == 0 or self.epoch == t.epochs or self.stop_requested:
-                self.save_checkpoint()
-                self.observers.checkpoint_saved(self.run.last_checkpoint, self.epoch)
+                self.checkpoint()
             self.log(_epoch_line(record))
             if self.stop_requested:
-                self.observers.finished(None)
-                return None
+                return self.finish(None)
         start = time.perf_counter()
         returns = self.evaluate(self.config.eval.final_episodes, self.run.media / "test_final")
         self.wall_time += time.perf_counter() - start
-        summary = self.summary(returns)
-        self.run.write_summary(summary)
-        self.observers.finished(summary)
-        return summary
+        return self.finish(self.summary(returns))
 
     def describe_lines(self) -> list[str]:
         lines = []

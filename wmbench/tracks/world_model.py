@@ -90,8 +90,7 @@ class WorldModelTrack:
         c, t = self.config, self.trainer
         s, per_epoch = c.training, c.training.collect.steps_per_epoch
         budgets, k = set(c.world_model_track.budgets), c.world_model_track.rollout_steps[0]
-        for line in t.describe_lines():
-            self.log(line)
+        t.start()
         while t.env_steps < c.world_model_track.budgets[-1]:
             start = time.perf_counter()
             t.epoch += 1
@@ -106,22 +105,19 @@ class WorldModelTrack:
                 metrics.update(self.evaluate())
             t.wall_time += time.perf_counter() - start
             if t.env_steps in budgets:
-                record = {"epoch": t.epoch, "env_steps": t.env_steps, "wall_time": round(t.wall_time, 3), **metrics}
-                self.run.log(record)
-                t.save_checkpoint()
+                record = t.log_epoch(metrics)
+                t.checkpoint()
                 self.log(f"{t.env_steps} frames seen: held-out next-token loss {record[OBS_LOSS]:.4f}, "
                          f"rollout PSNR@{k} {record[f'heldout/rollout_psnr@{k}']:.2f} dB "
                          f"({t.wall_time:.0f}s)")  # fmt: skip
-        summary = self.summary()
-        self.run.write_summary(summary)
-        return summary
+        return t.finish(self.summary())
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         """The held-out figures of the current tokenizer and world model."""
         self.agent.tokenizer.eval()
         self.agent.world_model.eval()
-        with self.trainer._autocast():
+        with self.trainer.autocast():
             return {**self.heldout_losses(), **self.rollout_errors()}
 
     def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

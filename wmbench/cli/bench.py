@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from wmbench import files
-from wmbench.cli.options import CONTEXT, cell_config
+from wmbench.cli.options import CONTEXT, cell_config, quiet_option
 from wmbench.errors import WmbenchError
 
 
@@ -24,7 +24,8 @@ from wmbench.errors import WmbenchError
 @click.option("--csv", "csv_path", type=click.Path(path_type=Path), help="Append the rows to this CSV.")
 @click.option("--suite", type=click.Path(path_type=Path), help="Run every setup of a suite file (other setup options ignored); needs --csv, writes a Markdown table beside it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
-def bench(backbone, tokenizer, game, preset, batch, device, bf16, overrides, repeats, csv_path, suite, as_json):
+@quiet_option
+def bench(backbone, tokenizer, game, preset, batch, device, bf16, overrides, repeats, csv_path, suite, as_json, quiet):
     """Measure one setup's throughput beside ALE's: imagination (with and without decoding, at short and full
     context), world-model training, tokenizer, actor-critic updates, peak memory.
 
@@ -40,9 +41,9 @@ def bench(backbone, tokenizer, game, preset, batch, device, bf16, overrides, rep
 
     import torch
 
-    from wmbench.bench.measure import measure
-    from wmbench.bench.results import append_csv, records, suite_page
+    from wmbench.bench.results import append_csv
     from wmbench.bench.suite import Setup, load_suite
+    from wmbench.progress import Progress
 
     if device == "cuda" and not torch.cuda.is_available():
         raise WmbenchError("--device cuda was asked for, but no CUDA device is available")
@@ -56,11 +57,24 @@ def bench(backbone, tokenizer, game, preset, batch, device, bf16, overrides, rep
     else:
         config = cell_config(preset, game, 0, tokenizer, backbone, overrides, device, bf16)
         jobs = [(config, Setup(backbone, tokenizer, preset, tuple(overrides), repeats, batch))]
-    log = (lambda line: click.echo(line, err=True)) if not as_json else (lambda _: None)
+    log = (lambda line: click.echo(line, err=True)) if not (as_json or quiet) else (lambda _: None)
+    with Progress.for_terminal(quiet or as_json, log) as progress:
+        out = _measure_all(jobs, csv_path, suite, setups if suite else [], as_json, progress)
+    if suite:
+        log(f"table written to {csv_path.with_suffix('.md')}")
+    if as_json:
+        click.echo(json.dumps(out, indent=2))
+
+
+def _measure_all(jobs, csv_path, suite, setups, as_json, progress) -> list[dict]:
+    """Measure every setup in turn, appending its rows to the CSV (and the suite's page) as soon as it is done."""
+    from wmbench.bench.measure import measure
+    from wmbench.bench.results import append_csv, records, suite_page
+
     out = []
-    for config, setup in jobs:
+    for config, setup in progress.track(jobs, "setups"):
         name = f"{config.backbone.name} {' '.join(setup.overrides)} at {config.preset}, batch {setup.batch}".replace("  ", " ")
-        rows = measure(config, setup.batch, setup.repeats, lambda what, name=name: log(f"{name}: {what}"))
+        rows = measure(config, setup.batch, setup.repeats, lambda what, name=name: progress.log(f"{name}: {what}"))
         found = records(config, setup.batch, list(setup.overrides), rows)
         if csv_path:
             append_csv(csv_path, found)
@@ -71,7 +85,4 @@ def bench(backbone, tokenizer, game, preset, batch, device, bf16, overrides, rep
             for r in found:
                 ratio = f"  ({r['ratio_to_ale']}x ALE)" if r["ratio_to_ale"] != "" else ""
                 click.echo(f"{r['measure']:<36} {r['median']:>12,.4g} {r['unit']:<10} [{r['p25']:.4g}, {r['p75']:.4g}]{ratio}")
-    if suite:
-        log(f"table written to {csv_path.with_suffix('.md')}")
-    if as_json:
-        click.echo(json.dumps(out, indent=2))
+    return out

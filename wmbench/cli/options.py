@@ -52,6 +52,10 @@ def check_device(device: str | None) -> None:
             raise WmbenchError("--device cuda was asked for, but no CUDA device is available")
 
 
+quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bars and no per-epoch lines (errors and the last line only).")
+"""Progress bars show on a terminal only; logs and pipes get one line per epoch, --quiet not even that."""
+
+
 def run_options(f):
     options = [
         click.option("--backbone", "-b", default="scratch", show_default=True, help="Backbone id (wmbench list backbones)."),

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import click
 
-from wmbench.cli.options import CONTEXT, check_device, cell_config, default_out, echo_json, init_options, registry, run_options
+from wmbench.cli.options import (
+    CONTEXT, cell_config, check_device, default_out, echo_json, init_options, quiet_option, registry, run_options,
+)
 from wmbench.errors import WmbenchError
 
 
@@ -31,7 +33,8 @@ def _stop_after_epoch_on_signal(trainer) -> None:
 @click.option("--bf16", is_flag=True, help="bf16 autocast for forward passes.")
 @click.option("--resume", type=click.Path(path_type=Path), help="Continue the run in this folder from its last checkpoint.")
 @init_options
-def run(backbone, game, preset, tokenizer, seed, overrides, out, device, bf16, resume, init, init_parts):
+@quiet_option
+def run(backbone, game, preset, tokenizer, seed, overrides, out, device, bf16, resume, init, init_parts, quiet):
     """Train and evaluate one cell: a backbone on a game.
 
     Ctrl-C (or SIGTERM) stops after the current epoch with a checkpoint; --resume continues from it, also
@@ -46,25 +49,37 @@ def run(backbone, game, preset, tokenizer, seed, overrides, out, device, bf16, r
     """
     from wmbench import config as cfg
     from wmbench.engine.trainer import Trainer
+    from wmbench.progress import Progress
     from wmbench.rundir import RunDir
 
     check_device(device)
-    if resume:
-        run_dir = RunDir(resume)
-        config = cfg.from_dict(run_dir.readconfig(), registry())
-        trainer = Trainer(config, run_dir, registry(), log=click.echo)
-        click.echo(trainer.resume())
-    else:
-        config = cell_config(preset, game, seed, tokenizer, backbone, overrides, device, bf16, init, init_parts)
-        run_dir = RunDir(out or default_out(config.game, config.backbone.name, seed))
-        run_dir.check_new()
-        trainer = Trainer(config, run_dir, registry(), log=click.echo)
-        trainer.load_init()
-        run_dir.create(cfg.to_dict(config))
-        click.echo(f"run folder: {run_dir.path}")
-        if config.init:
-            click.echo(f"loaded {', '.join(config.init_parts)} from {config.init}")
-    _stop_after_epoch_on_signal(trainer)
+    with Progress.for_terminal(quiet, click.echo) as progress:
+        if resume:
+            run_dir = RunDir(resume)
+            config = cfg.from_dict(run_dir.read_config(), registry())
+            trainer = Trainer(config, run_dir, registry(), progress=progress)
+            progress.log(trainer.resume())
+        else:
+            config = cell_config(preset, game, seed, tokenizer, backbone, overrides, device, bf16, init, init_parts)
+            run_dir = RunDir(out or default_out(config.game, config.backbone.name, seed))
+            run_dir.check_new()
+            trainer = Trainer(config, run_dir, registry(), progress=progress)
+            trainer.load_init()
+            run_dir.create(cfg.to_dict(config))
+            progress.log(f"run folder: {run_dir.path}")
+            if config.init:
+                progress.log(f"loaded {', '.join(config.init_parts)} from {config.init}")
+        _stop_after_epoch_on_signal(trainer)
+        summary = _fit(trainer, run_dir)
+    click.echo(
+        f"done: {summary['env_steps']} env steps, eval return {summary['eval_return_mean']:.2f} "
+        f"(human-normalised {summary['human_normalised_score']:.3f}), {summary['wall_time_s']:.0f}s; "
+        f"summary in {run_dir.summary}"
+    )
+
+
+def _fit(trainer, run_dir):
+    """The trainer's run to its end, or exit 130 with how to continue when stopped."""
     try:
         summary = trainer.fit()
     except KeyboardInterrupt:
@@ -73,11 +88,7 @@ def run(backbone, game, preset, tokenizer, seed, overrides, out, device, bf16, r
     if summary is None:
         click.echo(f"stopped after epoch {trainer.epoch}, checkpoint written; continue: wmbench run --resume {run_dir.path}", err=True)
         sys.exit(130)
-    click.echo(
-        f"done: {summary['env_steps']} env steps, eval return {summary['eval_return_mean']:.2f} "
-        f"(human-normalised {summary['human_normalised_score']:.3f}), {summary['wall_time_s']:.0f}s; "
-        f"summary in {run_dir.summary}"
-    )
+    return summary
 
 
 @click.command("eval", context_settings=CONTEXT)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from wmbench.cli.options import CONTEXT, cell_config, default_out, registry
+from wmbench.cli.options import CONTEXT, cell_config, default_out, quiet_option, registry
 from wmbench.errors import WmbenchError
 
 
@@ -21,7 +21,8 @@ from wmbench.errors import WmbenchError
 @click.option("--out", "-o", type=click.Path(path_type=Path), help="Run folder [default: runs/GAME/BACKBONE/SEED-TIME].")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Device [default: the preset's, auto].")
 @click.option("--resume", type=click.Path(path_type=Path), help="Continue the run in this folder from its last budget.")
-def world_model(backbone, game, preset, tokenizer, seed, overrides, out, device, resume):
+@quiet_option
+def world_model(backbone, game, preset, tokenizer, seed, overrides, out, device, resume, quiet):
     """Data efficiency of a world model alone: held-out losses and imagined-rollout error against frames seen.
 
     A fixed dataset of random-policy transitions (collected once per game and seed, cached under
@@ -39,27 +40,29 @@ def world_model(backbone, game, preset, tokenizer, seed, overrides, out, device,
     Exit codes: 0 done, 1 a failure while running, 2 bad input, 130 interrupted (resume with --resume).
     """
     from wmbench import config as cfg
+    from wmbench.progress import Progress
     from wmbench.rundir import RunDir
     from wmbench.tracks.world_model import WorldModelTrack
 
-    if resume:
-        run_dir = RunDir(resume)
-        config = cfg.from_dict(run_dir.read_config(), registry())
-        if not run_dir.last_checkpoint.exists():
-            raise WmbenchError(f"{resume} has no checkpoint yet; start it again instead of resuming")
-        track = WorldModelTrack(config, run_dir, registry(), log=click.echo)
-        click.echo(track.resume())
-    else:
-        config = cell_config(preset, game, seed, tokenizer, backbone, overrides, device)
-        run_dir = RunDir(out or default_out(config.game, config.backbone.name, seed))
-        track = WorldModelTrack(config, run_dir, registry(), log=click.echo)  # checks settings and data first
-        run_dir.create(cfg.to_dict(config))
-        click.echo(f"run folder: {run_dir.path}")
-    try:
-        summary = track.fit()
-    except KeyboardInterrupt:
-        click.echo(f"interrupted; continue with: wmbench world-model --resume {run_dir.path}", err=True)
-        sys.exit(130)
+    with Progress.for_terminal(quiet, click.echo) as progress:
+        if resume:
+            run_dir = RunDir(resume)
+            config = cfg.from_dict(run_dir.read_config(), registry())
+            if not run_dir.last_checkpoint.exists():
+                raise WmbenchError(f"{resume} has no checkpoint yet; start it again instead of resuming")
+            track = WorldModelTrack(config, run_dir, registry(), progress=progress)
+            progress.log(track.resume())
+        else:
+            config = cell_config(preset, game, seed, tokenizer, backbone, overrides, device)
+            run_dir = RunDir(out or default_out(config.game, config.backbone.name, seed))
+            track = WorldModelTrack(config, run_dir, registry(), progress=progress)  # checks settings and data first
+            run_dir.create(cfg.to_dict(config))
+            progress.log(f"run folder: {run_dir.path}")
+        try:
+            summary = track.fit()
+        except KeyboardInterrupt:
+            click.echo(f"interrupted; continue with: wmbench world-model --resume {run_dir.path}", err=True)
+            sys.exit(130)
     target = summary["frames_to_target"]
     click.echo(
         f"done: held-out next-token loss {summary['final']['heldout/loss/observations']:.4f} after {summary['env_steps']} "

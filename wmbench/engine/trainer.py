@@ -26,6 +26,7 @@ from wmbench.engine.replay import ReplayStore
 from wmbench.files import save_torch
 from wmbench.media import save_reconstructions, save_video
 from wmbench.plugins import Registry
+from wmbench.progress import Progress
 from wmbench.rundir import RunDir
 
 PACKAGES = ("wmbench", "torch", "numpy", "gymnasium", "ale-py", "transformers", "peft", "bitsandbytes", "timm")
@@ -69,9 +70,10 @@ def world_model_optimizer(model: nn.Module, lr: float, weight_decay: float) -> t
 class Trainer:
     """One run of one game with one backbone and tokenizer, in a run folder."""
 
-    def __init__(self, config: cfg.RunConfig, run: RunDir, registry: Registry, log=print):
-        self.config, self.run, self.log = config, run, log
-        self.observers = registry.observers(config.loggers, run, log)
+    def __init__(self, config: cfg.RunConfig, run: RunDir, registry: Registry, log=print, progress: Progress | None = None):
+        self.progress = progress or Progress(log=log)
+        self.config, self.run, self.log = config, run, self.progress.log
+        self.observers = registry.observers(config.loggers, run, self.log)
         self.device = resolve_device(config.device)
         torch.manual_seed(config.seed)
         self.rng = np.random.default_rng(config.seed)
@@ -176,7 +178,7 @@ class Trainer:
         t = self.config.training.tokenizer
         self.agent.tokenizer.train()
         sums: dict[str, float] = defaultdict(float)
-        for _ in range(t.steps_per_epoch):
+        for _ in self.progress.track(range(t.steps_per_epoch), f"epoch {self.epoch}: tokenizer"):
             frames = self._sample(t.batch_size, 1, True)["frames"][:, 0]
             with self.autocast():
                 losses = self.agent.tokenizer.loss(frames)
@@ -190,7 +192,7 @@ class Trainer:
         self.agent.tokenizer.eval()
         self.agent.world_model.train()
         sums: dict[str, float] = defaultdict(float)
-        for _ in range(t.steps_per_epoch):
+        for _ in self.progress.track(range(t.steps_per_epoch), f"epoch {self.epoch}: world model"):
             batch = self._sample(t.batch_size, self.agent.world_model.max_blocks, True)
             b, steps = batch["actions"].shape
             with self.autocast():
@@ -210,7 +212,7 @@ class Trainer:
         dream = DreamEnv(self.agent.tokenizer, self.agent.world_model, self.generator)
         sums: dict[str, float] = defaultdict(float)
         start = time.perf_counter()
-        for _ in range(t.steps_per_epoch):
+        for _ in self.progress.track(range(t.steps_per_epoch), f"epoch {self.epoch}: actor-critic"):
             batch = self._sample(t.batch_size, t.burn_in + 1, False)
             with self.autocast():
                 rollout = imagine(self.agent.actor_critic, dream, batch["frames"], batch["mask"], t.horizon)
@@ -233,7 +235,7 @@ class Trainer:
                 for i in range(e.num_envs)
             ]
         frames: list[np.ndarray] | None = [] if video else None
-        with self.autocast():
+        with self.autocast(), self.progress.stage(f"epoch {self.epoch}: evaluation ({episodes} episodes)"):
             returns = evaluate(self.agent, self.test_envs, episodes, e.temperature, self.device, self.config.seed + 10_000, frames)
         if video:
             save_video(video, np.stack(frames))
@@ -271,7 +273,7 @@ class Trainer:
         metrics: dict[str, Any] = {}
         if epoch <= t.collect.stop_after_epoch:
             c = t.collect
-            with self.autocast():
+            with self.autocast(), self.progress.stage(f"epoch {epoch}: collection ({c.steps_per_epoch} steps)"):
                 metrics.update(self.collector.collect(c.steps_per_epoch, c.epsilon, c.temperature, t.actor_critic.burn_in, self.generator))
             self.env_steps += c.steps_per_epoch
         if epoch > t.tokenizer.start_after_epochs:

@@ -33,6 +33,7 @@ from wmbench.engine.replay import ReplayStore
 from wmbench.engine.trainer import Trainer, package_versions, peak_memory_mb
 from wmbench.errors import WmbenchError
 from wmbench.plugins import Registry
+from wmbench.progress import Progress
 from wmbench.rundir import OBS_LOSS, TRACK_WORLD_MODEL, RunDir
 from wmbench.tracks import dataset
 
@@ -60,11 +61,12 @@ def frames_to_target(rows: list[dict[str, Any]], target: float) -> int | None:
 class WorldModelTrack:
     """One world-model-track run of one game with one backbone and tokenizer, in a run folder."""
 
-    def __init__(self, config: cfg.RunConfig, run: RunDir, registry: Registry, log=print):
+    def __init__(self, config: cfg.RunConfig, run: RunDir, registry: Registry, log=print, progress: Progress | None = None):
         check_settings(config)
-        self.config, self.run, self.log = config, run, log
+        progress = progress or Progress(log=log)
+        self.config, self.run, self.log = config, run, progress.log
         w = config.world_model_track
-        episodes, self.dataset_file = dataset.load_or_collect(config.game, config.env, w.dataset_steps, config.seed, log)
+        episodes, self.dataset_file = dataset.load_or_collect(config.game, config.env, w.dataset_steps, config.seed, self.log)
         self.train, self.heldout = dataset.split(episodes, w.heldout_fraction, f"dataset {self.dataset_file}")
         train_steps = sum(len(e) for e in self.train)
         if w.budgets[-1] > train_steps:
@@ -72,7 +74,7 @@ class WorldModelTrack:
                 f"world_model_track.budgets go up to {w.budgets[-1]} frames, but the train part of the dataset holds "
                 f"{train_steps}; raise world_model_track.dataset_steps (now {w.dataset_steps})"
             )
-        self.trainer = Trainer(config, run, registry, log)
+        self.trainer = Trainer(config, run, registry, progress=progress)
         self.trainer.store = ReplayStore(None, config.training.sampling_weights)
 
     @property

@@ -29,6 +29,13 @@ class RayOptions:
     """CPUs of the instance this sweep starts when there is no address [default: all]."""
 
 
+def loopback_only() -> None:
+    """Keep a Ray instance on this machine on 127.0.0.1: without this, Ray replaces a loopback node address with
+    the machine's network address and binds its servers there; and send no usage statistics."""
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # "no cluster": every address is the loopback
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
 class CellActor:
     """A Ray actor that runs one cell (its process dies with the actor's worker)."""
 
@@ -72,11 +79,11 @@ class RayExecutor(Executor):
             except OSError as exc:
                 raise WmbenchError(f"cannot reach the Ray cluster at {address} ({exc.strerror or exc})") from None
         kwargs = {"namespace": NAMESPACE, "log_to_driver": False, "configure_logging": False}
-        if not address:  # an instance of our own, on the loopback address only, that reports nothing anywhere
-            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-            kwargs.update(include_dashboard=False, _node_ip_address="127.0.0.1", num_cpus=self.options.local_cpus or None)
-        elif address.rpartition(":")[0] in ("127.0.0.1", "localhost"):
+        if not address or address.rpartition(":")[0] in ("127.0.0.1", "localhost"):
+            loopback_only()
             kwargs["_node_ip_address"] = "127.0.0.1"
+        if not address:  # an instance of our own, that ends with the sweep
+            kwargs.update(include_dashboard=False, num_cpus=self.options.local_cpus or None)
         try:
             ray.init(address=address or None, **kwargs)
         except Exception as exc:  # ConnectionError and the like, worded by Ray

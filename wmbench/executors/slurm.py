@@ -111,15 +111,15 @@ class SlurmExecutor(Executor):
 
     def _parameters(self) -> dict:
         o = self.options
-        extra = {}
+        extra: dict = {"requeue": True}  # preempted jobs go back to the queue (and resume from their checkpoint)
         for line in o.sbatch:
             match = FLAG.match(line.removeprefix("#SBATCH").strip())
             if not match:
                 raise WmbenchError(f"executor option 'sbatch': {line!r} is not an sbatch option (--name or --name=value)")
-            extra[match[1]] = match[2] if match[2] is not None else ""
+            extra[match[1]] = match[2] if match[2] is not None else True
         params = {"timeout_min": o.time_limit_min, "cpus_per_task": o.cpus_per_cell, "tasks_per_node": 1, "nodes": 1,
                   "slurm_array_parallelism": o.array_parallelism, "slurm_signal_delay_s": o.signal_delay_s,
-                  "name": f"wmbench-{self.out.name}", "slurm_setup": list(o.setup),
+                  "name": f"wmbench-{self.out.name}", "slurm_setup": list(o.setup) or None,
                   "slurm_additional_parameters": extra, "slurm_stderr_to_stdout": True}  # fmt: skip
         if o.gpus_per_cell:
             params["slurm_gpus_per_node"] = f"{o.gpu_type}:{o.gpus_per_cell}" if o.gpu_type else o.gpus_per_cell

@@ -23,8 +23,8 @@ import pluggy
 
 from wmbench import hookspecs
 from wmbench.envs.suite import EnvSuite, Game
-from wmbench.executors.base import RegisterExecutor
 from wmbench.errors import WmbenchError, did_you_mean, unknown
+from wmbench.executors.base import RegisterExecutor
 
 if TYPE_CHECKING:
     from wmbench.config import RunConfig

@@ -341,8 +341,9 @@ class Sweep:
         plan = self.plan()
         for cell, action in plan:
             row = self._row(cell, action, "finished" if action == "skip" else "pending")
-            if action == "skip":
-                row["duration_s"] = previous.get(cell.id, {}).get("duration_s")
+            if action == "skip":  # what the earlier sweep recorded of the job that finished it
+                before = previous.get(cell.id, {})
+                row.update({k: before[k] for k in ("duration_s", "executor", "job_id", "job_state", "job_log", "submitted_at") if k in before})
             self.rows[cell.id] = live.get(cell.id, row) if action != "skip" else row
         self._write_index()
         todo = [(c, a) for c, a in plan if a != "skip" and c.id not in live]
@@ -490,7 +491,8 @@ def sweep(benchmark: Path | None, out: Path | None, jobs: int, executor: str | N
 
     Exit codes: 0 every cell finished, 1 some cell failed, 2 bad input, 130 interrupted (rerun to resume).
     """
-    from wmbench.executors.options import make_executor, status, status_lines
+    from wmbench.executors.options import make_executor
+    from wmbench.executors.status import status, status_lines
 
     if status_dir is not None:
         report = status(status_dir)

@@ -83,10 +83,13 @@ class Task:
                    make_folder=bool(data["make_folder"]), rename=rename, **paths)  # type: ignore[arg-type]
 
 
+_LIBC = ctypes.CDLL(None, use_errno=True)  # loaded before any fork: the child only calls into it
+
+
 def _die_with_parent() -> None:
     """In the cell's process: killed when the process that started it dies (a killed Ray worker or Slurm step),
     and deaf to submitit's preemption signal (its job step handles that and stops the cell)."""
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    _LIBC.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     signal.signal(signal.SIGUSR2, signal.SIG_IGN)
 
 
@@ -102,13 +105,17 @@ def run_task(task: Task, started: typing.Callable[[subprocess.Popen], None] | No
         task.folder.mkdir(parents=True)
     log_path = task.folder / "log.txt" if task.folder.is_dir() else task.pending_log
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    if log_path != task.pending_log and task.pending_log.is_file():  # the output of an attempt killed mid-run
+        with open(log_path, "ab") as log:
+            log.write(task.pending_log.read_bytes())
+        task.pending_log.unlink()
     env = {**os.environ, "OMP_NUM_THREADS": str(task.threads), "PYTHONUNBUFFERED": "1"}  # the log is live
     start = time.perf_counter()
     with open(log_path, "a") as log:
         log.write(f"$ {task.command()}\n")
         log.flush()
         proc = subprocess.Popen(task.argv(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                preexec_fn=_die_with_parent)  # fmt: skip
+                                preexec_fn=_die_with_parent)  # noqa: PLW1509 (no locks taken: a C call, a signal)
         if started:
             started(proc)
         returncode = proc.wait()
@@ -147,6 +154,12 @@ class Executor:
     def check(self) -> None:
         """Raise a WmbenchError when the engine cannot take the tasks (unreachable, a partition that does not
         exist); called before anything is submitted."""
+
+    def attach(self) -> bool:
+        """Connect to follow jobs another process submitted (``--status``); False when they cannot be seen from
+        here (a Ray instance of the sweep's own)."""
+        self.check()
+        return True
 
     def submit(self, tasks: list[Task]) -> list[str]:
         """Hand the tasks over; returns their job ids, in order."""

@@ -11,7 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wmbench import files
-from wmbench.executors.base import ENDED, RUNNING, Executor, Task, forward_signals, run_task
+from wmbench.executors.base import (
+    ENDED,
+    RUNNING,
+    Executor,
+    Task,
+    forward_signals,
+    run_task,
+)
 
 
 @dataclass(frozen=True)

@@ -86,8 +86,14 @@ class RayExecutor(Executor):
             kwargs.update(include_dashboard=False, num_cpus=self.options.local_cpus or None)
         try:
             ray.init(address=address or None, **kwargs)
-        except Exception as exc:  # ConnectionError and the like, worded by Ray
+        except Exception as exc:  # noqa: BLE001 (ConnectionError and the like, worded by Ray)
             raise WmbenchError(f"cannot connect to Ray at {address or 'a local instance'}: {str(exc).splitlines()[0]}") from None
+
+    def attach(self) -> bool:
+        if not self.options.address:
+            return False
+        self.check()
+        return True
 
     def submit(self, tasks: list[Task]) -> list[str]:
         import ray

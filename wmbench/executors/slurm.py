@@ -3,6 +3,7 @@ preemption or timeout and resumed from the cell's own checkpoint (``wmbench run 
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import signal
@@ -68,17 +69,20 @@ class SlurmCell:
         self.proc = proc
 
     def checkpoint(self, task: Task):
+        """Called by submitit's signal handler while ``run_task`` waits on the cell, so the cell is waited for with
+        os.waitpid (Popen's own wait lock is held by the interrupted wait)."""
         import submitit
 
-        proc = self.proc
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)  # wmbench stops after the current epoch's checkpoint
+        if self.proc is not None and self.proc.returncode is None:
+            pid = self.proc.pid
+            os.kill(pid, signal.SIGTERM)  # wmbench stops after the current epoch's checkpoint
             deadline = time.monotonic() + self.grace_s
-            while proc.poll() is None and time.monotonic() < deadline:
+            while os.waitpid(pid, os.WNOHANG)[0] == 0:
+                if time.monotonic() > deadline:
+                    os.kill(pid, signal.SIGKILL)  # the last checkpoint (one epoch back) is the one to resume from
+                    os.waitpid(pid, 0)
+                    break
                 time.sleep(0.5)
-            if proc.poll() is None:
-                proc.kill()  # the last checkpoint (one epoch back) is the one to resume from
-                proc.wait()
         self.proc = None
         return submitit.helpers.DelayedSubmission(SlurmCell(self.grace_s), task.resumed())
 
@@ -88,7 +92,7 @@ def _run(argv: list[str], what: str, timeout: float = 30) -> str:
     if shutil.which(argv[0]) is None:
         raise WmbenchError(f"cannot {what}: Slurm's {argv[0]} is not on PATH (is this a Slurm login node?)")
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         raise WmbenchError(f"cannot {what}: {argv[0]} did not answer in {timeout:.0f}s (is slurmctld up?)") from None
     if done.returncode != 0:

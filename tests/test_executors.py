@@ -304,7 +304,8 @@ def free_port() -> int:
 def ray_head(tmp_path_factory):
     """A Ray head on 127.0.0.1 only, stopped after."""
     ray = Path(sys.executable).with_name("ray")
-    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+    # Loopback only, no usage statistics, and token authentication (ray start enables it; clients must be told).
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token"}
     port = free_port()
     temp = tmp_path_factory.mktemp("ray")
     try:
@@ -315,7 +316,7 @@ def ray_head(tmp_path_factory):
         pytest.skip(f"a Ray head cannot be started here ({exc})")
     if up.returncode != 0:
         pytest.skip(f"a Ray head cannot be started here: {(up.stderr.strip().splitlines() or ['?'])[-1]}")
-    old = {k: os.environ.get(k) for k in ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_USAGE_STATS_ENABLED")}
+    old = {k: os.environ.get(k) for k in ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_USAGE_STATS_ENABLED", "RAY_AUTH_MODE")}
     os.environ.update({k: env[k] for k in old})
     yield f"127.0.0.1:{port}"
     subprocess.run([str(ray), "stop", "--force"], capture_output=True, env=env, check=False)

@@ -31,7 +31,7 @@ from test_sweep import BROKEN, SCRATCH, TINY, toml_list
 
 #: Rows that must not depend on where a cell ran.
 SAME = ("id", "status", "action", "game", "backbone", "label", "tokenizer", "seed", "returncode")
-LONG = ("training.epochs=4",)  # cells long enough to be killed after their first epoch's checkpoint
+LONG = ("training.epochs=3",)  # cells long enough to be killed after their first epoch's checkpoint
 WMBENCH = [sys.executable, "-m", "wmbench"]
 
 
@@ -93,10 +93,10 @@ def work(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def local_sweep(work) -> Path:
-    """The reference: two tiny cells and a failing one run locally, one at a time (the third waits, pending);
+    """The reference: two tiny cells and two failing ones run locally, two at a time (the others wait, pending);
     and a longer cell run uninterrupted."""
     out = work / "local"
-    proc = start_sweep(str(bench_file(work, "three", SCRATCH + BROKEN)), "--out", str(out), "--jobs", "1")
+    proc = start_sweep(str(bench_file(work, "three", SCRATCH + BROKEN)), "--out", str(out), "--jobs", "2")
     seen = set()
     while proc.poll() is None:
         with contextlib.suppress(OSError, ValueError, KeyError, WmbenchError):  # no index yet, or one being replaced

@@ -52,6 +52,9 @@ def status(out: Path) -> dict[str, Any]:
     for row in rows:
         if row.get("status") in ("queued", "running") and row.get("submitted_at"):
             row["duration_s"] = round(now - row["submitted_at"], 1)
+        pending_log = Path(out) / "logs" / f"{row['id']}.log"  # a fresh cell's output until it ends
+        if not Path(row["log"]).is_file() and pending_log.is_file():
+            row["log"] = str(pending_log)
     counts = {s: sum(1 for r in rows if r.get("status") == s) for s in STATES}
     return {"folder": str(out), "benchmark": index.get("benchmark"), "counts": counts, "note": note, "cells": rows}
 

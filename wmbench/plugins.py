@@ -24,7 +24,7 @@ import pluggy
 from wmbench import hookspecs
 from wmbench.envs.suite import EnvSuite, Game
 from wmbench.errors import WmbenchError, did_you_mean, unknown
-from wmbench.executors.base import RegisterExecutor
+from wmbench.executors.base import Executor, RegisterExecutor
 
 if TYPE_CHECKING:
     from wmbench.config import RunConfig
@@ -112,7 +112,7 @@ class Registry:
         self.entries: dict[str, dict[str, Entry]] = {kind: {} for kind in self.KINDS}
         self.suites: dict[str, EnvSuite] = {}
         self.games: dict[str, Game] = {}
-        self.executors: dict[str, tuple[type, str, str]] = {}  # name: (Executor subclass, summary, plugin)
+        self.executors: dict[str, tuple[type[Executor], str, str]] = {}  # name: (Executor subclass, summary, plugin)
         hooks = manager.hook
         for hook, make in (
             (hooks.wmbench_register_backbones, functools.partial(Register, self, "backbone")),
@@ -175,7 +175,7 @@ class Registry:
             raise unknown("game", name, self.games)
         return self.games[name]
 
-    def executor(self, name: str) -> type:
+    def executor(self, name: str) -> type[Executor]:
         """The executor class registered under that name, or a did-you-mean error."""
         if name not in self.executors:
             raise unknown("executor", name, self.executors)

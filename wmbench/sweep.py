@@ -348,7 +348,7 @@ class Sweep:
         self._write_index()
         todo = [(c, a) for c, a in plan if a != "skip" and c.id not in live]
         counts = {a: sum(1 for c, b in plan if b == a and c.id not in live) for a in ("run", "resume", "skip")}
-        at_a_time = f"{self.jobs} at a time" if self.executor.max_in_flight else "queued by the engine"
+        at_a_time = f"{self.executor.max_in_flight} at a time" if self.executor.max_in_flight else "queued by the engine"
         self.log(f"{self.bench.name}: {len(plan)} cells ({counts['run']} to run, {counts['resume']} to resume, "
                  f"{counts['skip']} finished already{f', {len(live)} queued or running already' if live else ''}) "
                  f"on {self.executor.name}, {at_a_time}; index: {self.out / 'index.json'}")  # fmt: skip

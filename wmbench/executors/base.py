@@ -144,7 +144,8 @@ class Executor:
     """How many tasks to hand over at a time (None: all; the engine queues them)."""
     poll_s = 1.0
 
-    def __init__(self, options: Any, out: Path):
+    def __init__(self, options: Any, out: Path, jobs: int = 1):
+        """``jobs``: the sweep's --jobs (how many cells the local executor runs at a time)."""
         self.options, self.out = options, Path(out)
 
     def threads(self) -> int:
@@ -190,7 +191,7 @@ class Executor:
 class RegisterExecutor:
     """What ``wmbench_register_executors`` receives: ``register(name, executor_class, summary="")``."""
 
-    def __init__(self, table: dict[str, tuple[type, str, str]], plugin: str):
+    def __init__(self, table: dict[str, tuple[type[Executor], str, str]], plugin: str):
         self._table, self._plugin = table, plugin
 
     def __call__(self, name: str, executor: type, summary: str = "") -> None:

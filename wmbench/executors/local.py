@@ -35,7 +35,7 @@ class LocalExecutor(Executor):
     poll_s = 0.2
 
     def __init__(self, options: LocalOptions, out: Path, jobs: int = 1):
-        super().__init__(options, out)
+        super().__init__(options, out, jobs)
         self.max_in_flight = jobs
         self.procs: dict[str, subprocess.Popen] = {}
 

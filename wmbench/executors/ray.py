@@ -9,6 +9,7 @@ import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from wmbench.errors import WmbenchError
 from wmbench.executors.base import ENDED, RUNNING, Executor, Task, run_task
@@ -49,7 +50,7 @@ class RayExecutor(Executor):
     poll_s = 1.0
 
     def __init__(self, options: RayOptions, out: Path, jobs: int = 1):
-        super().__init__(options, out)
+        super().__init__(options, out, jobs)
         self.key = hashlib.sha1(str(self.out.absolute()).encode()).hexdigest()[:10]
         self.refs: dict[str, object] = {}
 
@@ -78,7 +79,7 @@ class RayExecutor(Executor):
                 socket.create_connection((host, int(port)), timeout=5).close()
             except OSError as exc:
                 raise WmbenchError(f"cannot reach the Ray cluster at {address} ({exc.strerror or exc})") from None
-        kwargs = {"namespace": NAMESPACE, "log_to_driver": False, "configure_logging": False}
+        kwargs: dict[str, Any] = {"namespace": NAMESPACE, "log_to_driver": False, "configure_logging": False}
         if not address or address.rpartition(":")[0] in ("127.0.0.1", "localhost"):
             loopback_only()
             kwargs["_node_ip_address"] = "127.0.0.1"
@@ -102,7 +103,7 @@ class RayExecutor(Executor):
         ids = []
         for task in tasks:
             options = self._actor_options(task)
-            actor = remote.options(**options).remote()
+            actor: Any = remote.options(**options).remote()
             self.refs[options["name"]] = actor.run.remote(task)  # held: a call whose reference is dropped may not run
             ids.append(options["name"])
         return ids

@@ -107,7 +107,7 @@ class SlurmExecutor(Executor):
     poll_s = 2.0
 
     def __init__(self, options: SlurmOptions, out: Path, jobs: int = 1):
-        super().__init__(options, out)
+        super().__init__(options, out, jobs)
         self.folder = self.out / "slurm"
 
     def threads(self) -> int:

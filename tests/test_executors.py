@@ -35,7 +35,9 @@ LONG = ("training.epochs=3",)  # cells long enough to be killed after their firs
 WMBENCH = [sys.executable, "-m", "wmbench"]
 
 
-def bench_file(tmp: Path, name: str, backbones: str, games: str = '["Pong", "Breakout"]', more: tuple = (), extra: str = "") -> Path:
+def bench_file(
+    tmp: Path, name: str, backbones: str, games: str = '["Pong", "Breakout"]', more: tuple = (), extra: str = ""
+) -> Path:
     path = tmp / f"{name}.toml"
     path.write_text(f'name = "{name}"\ntrack = "agent"\npreset = "smoke"\ngames = {games}\nseeds = [0]\n'
                     f"set = {toml_list([*TINY, *more])}\n{extra}\n{backbones}")  # fmt: skip
@@ -114,7 +116,11 @@ def local_sweep(work) -> Path:
 
 def test_builtin_executors_register_through_the_hook():
     executors = registry().executors
-    assert {name: plugin for name, (_, _, plugin) in executors.items()} == {"local": "executors", "slurm": "executors", "ray": "executors"}
+    assert {name: plugin for name, (_, _, plugin) in executors.items()} == {
+        "local": "executors",
+        "slurm": "executors",
+        "ray": "executors",
+    }
 
 
 @pytest.mark.parametrize(
@@ -171,7 +177,9 @@ def slurm():
     """The one-node cluster of .ci/slurm-up (started here when CI has not started it; stopped after if so)."""
     env = {**os.environ, "WMBENCH_SLURM_DIR": os.environ.get("WMBENCH_SLURM_DIR", "/tmp/wmbench-slurm")}
     try:
-        up = subprocess.run([str(ROOT / ".ci" / "slurm-up")], capture_output=True, text=True, env=env, timeout=300, check=False)
+        up = subprocess.run(
+            [str(ROOT / ".ci" / "slurm-up")], capture_output=True, text=True, env=env, timeout=300, check=False
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         pytest.skip(f"the Slurm daemons cannot be started here ({exc})")
     if up.returncode != 0:
@@ -188,7 +196,9 @@ def slurm():
 
 
 def squeue_job(job: str) -> str:
-    return subprocess.run(["squeue", "-h", "-j", job, "-o", "%T %r"], capture_output=True, text=True, check=False).stdout
+    return subprocess.run(
+        ["squeue", "-h", "-j", job, "-o", "%T %r"], capture_output=True, text=True, check=False
+    ).stdout
 
 
 def squeue() -> list[str]:
@@ -203,7 +213,10 @@ def test_slurm_sweep_gives_the_local_rows(work, local_sweep, slurm):
     same_rows(local_sweep, out)
     got = rows(out)
     assert {r["executor"] for r in got.values()} == {"slurm"} and all(r["job_id"] for r in got.values())
-    assert got["Pong-broken-vqvae-s0"]["job_state"] == "FAILED" and got["Pong-scratch-vqvae-s0"]["job_state"] == "COMPLETED"
+    assert (
+        got["Pong-broken-vqvae-s0"]["job_state"] == "FAILED"
+        and got["Pong-scratch-vqvae-s0"]["job_state"] == "COMPLETED"
+    )
     assert "must be divisible" in got["Pong-broken-vqvae-s0"]["error"]
     assert Path(got["Pong-scratch-vqvae-s0"]["job_log"]).is_file()
     report = json.loads(sweep("--status", str(out), "--json").stdout)
@@ -213,16 +226,27 @@ def test_slurm_sweep_gives_the_local_rows(work, local_sweep, slurm):
 @pytest.mark.slow
 def test_slurm_partition_that_does_not_exist(work, slurm):
     before = squeue()
-    result = sweep(str(bench_file(work, "three", SCRATCH + BROKEN)), "--out", str(work / "nopart"), "--executor", "slurm", "-E", "partition=gpu")
+    result = sweep(
+        str(bench_file(work, "three", SCRATCH + BROKEN)),
+        "--out",
+        str(work / "nopart"),
+        "--executor",
+        "slurm",
+        "-E",
+        "partition=gpu",
+    )
     assert result.returncode == 2 and result.stderr.strip() == (
-        "wmbench: error: Slurm has no such partition: unknown partition 'gpu'; choose from: debug")
+        "wmbench: error: Slurm has no such partition: unknown partition 'gpu'; choose from: debug"
+    )
     assert squeue() == before and not (work / "nopart").exists()
 
 
 @pytest.mark.slow
 def test_slurm_dry_run_shows_the_sbatch_script(work, slurm):
-    result = sweep(str(bench_file(work, "three", SCRATCH + BROKEN)), "--out", str(work / "dry"), "--executor", "slurm", "--dry-run",
-                   "-E", "gpus_per_cell=1", "-E", "gpu_type=h100", "-E", "array_parallelism=8", "-E", "sbatch=['--qos=high']")  # fmt: skip
+    options = ["-E", "gpus_per_cell=1", "-E", "gpu_type=h100", "-E", "array_parallelism=8"]
+    options += ["-E", "sbatch=['--qos=high']"]
+    path = bench_file(work, "three", SCRATCH + BROKEN)
+    result = sweep(str(path), "--out", str(work / "dry"), "--executor", "slurm", "--dry-run", *options)
     assert result.returncode == 0, result.stderr
     for line in ("#!/bin/bash", "#SBATCH --array=0-3%4", "#SBATCH --gpus-per-node=h100:1", "#SBATCH --qos=high",
                  "#SBATCH --requeue", "#SBATCH --signal=USR2@120", "-m submitit.core._submit"):  # fmt: skip
@@ -256,7 +280,10 @@ def test_slurm_scancel_then_resume_and_queued_state(work, local_sweep, slurm):
     assert result.returncode == 0 and "0 to run, 1 to resume, 1 finished already" in result.stdout, result.stdout
     again = rows(out)["Pong-scratch-vqvae-s0"]
     assert again["action"] == "resume" and again["job_id"] != job and again["status"] == "finished"
-    assert "--resume" in cell.joinpath("log.txt").read_text().splitlines()[-1] or "run --resume" in cell.joinpath("log.txt").read_text()
+    assert (
+        "--resume" in cell.joinpath("log.txt").read_text().splitlines()[-1]
+        or "run --resume" in cell.joinpath("log.txt").read_text()
+    )
     assert metrics(cell) == metrics(work / "long-local" / "cells" / "Pong-scratch-vqvae-s0")
 
 
@@ -269,7 +296,10 @@ def test_slurm_preempted_job_is_requeued_and_a_running_cell_left_alone(work, loc
     path = work / "long.toml"
     first = start_sweep(str(path), "--out", str(out), "--executor", "slurm")
     cell = out / "cells" / "Pong-scratch-vqvae-s0"
-    wait_for("the job to run", lambda: rows(out)["Pong-scratch-vqvae-s0"]["status"] == "running" if (out / "index.json").is_file() else False)
+    wait_for(
+        "the job to run",
+        lambda: rows(out)["Pong-scratch-vqvae-s0"]["status"] == "running" if (out / "index.json").is_file() else False,
+    )
     first.kill()
     first.wait()
     second = start_sweep(str(path), "--out", str(out), "--executor", "slurm")
@@ -305,7 +335,12 @@ def ray_head(tmp_path_factory):
     """A Ray head on 127.0.0.1 only, stopped after."""
     ray = Path(sys.executable).with_name("ray")
     # Loopback only, no usage statistics, and token authentication (ray start enables it; clients must be told).
-    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token"}
+    env = {
+        **os.environ,
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_AUTH_MODE": "token",
+    }
     port = free_port()
     temp = tmp_path_factory.mktemp("ray")
     try:
@@ -316,7 +351,9 @@ def ray_head(tmp_path_factory):
         pytest.skip(f"a Ray head cannot be started here ({exc})")
     if up.returncode != 0:
         pytest.skip(f"a Ray head cannot be started here: {(up.stderr.strip().splitlines() or ['?'])[-1]}")
-    old = {k: os.environ.get(k) for k in ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_USAGE_STATS_ENABLED", "RAY_AUTH_MODE")}
+    old = {
+        k: os.environ.get(k) for k in ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_USAGE_STATS_ENABLED", "RAY_AUTH_MODE")
+    }
     os.environ.update({k: env[k] for k in old})
     yield f"127.0.0.1:{port}"
     subprocess.run([str(ray), "stop", "--force"], capture_output=True, env=env, check=False)

@@ -343,12 +343,14 @@ class Sweep:
             row = self._row(cell, action, "finished" if action == "skip" else "pending")
             if action == "skip":  # what the earlier sweep recorded of the job that finished it
                 before = previous.get(cell.id, {})
-                row.update({k: before[k] for k in ("duration_s", "executor", "job_id", "job_state", "job_log", "submitted_at") if k in before})
+                kept = ("duration_s", "executor", "job_id", "job_state", "job_log", "submitted_at")
+                row.update({k: before[k] for k in kept if k in before})
             self.rows[cell.id] = live.get(cell.id, row) if action != "skip" else row
         self._write_index()
         todo = [(c, a) for c, a in plan if a != "skip" and c.id not in live]
         counts = {a: sum(1 for c, b in plan if b == a and c.id not in live) for a in ("run", "resume", "skip")}
-        at_a_time = f"{self.executor.max_in_flight} at a time" if self.executor.max_in_flight else "queued by the engine"
+        limit = self.executor.max_in_flight
+        at_a_time = f"{limit} at a time" if limit else "queued by the engine"
         self.log(f"{self.bench.name}: {len(plan)} cells ({counts['run']} to run, {counts['resume']} to resume, "
                  f"{counts['skip']} finished already{f', {len(live)} queued or running already' if live else ''}) "
                  f"on {self.executor.name}, {at_a_time}; index: {self.out / 'index.json'}")  # fmt: skip
@@ -399,11 +401,13 @@ class Sweep:
             del flight[job]
             self.rows[cell.id] = row = self._ended(row, task, word)
             changed = True
-            done = sum(1 for r in self.rows.values() if r["action"] != "skip" and r["status"] in ("finished", "failed", "interrupted"))
+            over = ("finished", "failed", "interrupted")
+            done = sum(1 for r in self.rows.values() if r["action"] != "skip" and r["status"] in over)
             if row["status"] == "finished":
                 self.log(f"[{done}/{total}] {row['id']} finished in {row['duration_s']:.0f}s")
             else:
-                self.log(f"[{done}/{total}] {row['id']} {row['status'].upper()} (exit {row['returncode']}): {row['error']}; log: {row['log']}")
+                self.log(f"[{done}/{total}] {row['id']} {row['status'].upper()} (exit {row['returncode']}): "
+                         f"{row['error']}; log: {row['log']}")  # fmt: skip
         if changed:
             self._write_index()
 
@@ -415,15 +419,19 @@ class Sweep:
             record = None
         returncode = record["returncode"] if record else None
         elapsed = round(time.time() - row["submitted_at"], 1) if row.get("submitted_at") else None
-        row = {**row, "returncode": returncode, "job_state": word, "duration_s": record["duration_s"] if record else elapsed}
+        duration = record["duration_s"] if record else elapsed
+        row = {**row, "returncode": returncode, "job_state": word, "duration_s": duration}
         if returncode == 0 and _result_file(self.bench, task.folder).is_file():
             return {**row, "status": "finished", "error": ""}
         log = task.folder / "log.txt" if (task.folder / "log.txt").is_file() else task.pending_log
         text = log.read_text(errors="replace") if log.is_file() else ""
         if returncode is None:
-            error = f"the job ended without an exit code ({self.executor.name} job state {word}: killed, cancelled or timed out)"
+            error = (f"the job ended without an exit code ({self.executor.name} job state {word}: "
+                     "killed, cancelled or timed out)")  # fmt: skip
+        elif returncode:
+            error = _last_line(text)
         else:
-            error = _last_line(text) if returncode else f"exited 0 without writing {_result_file(self.bench, task.folder).name}"
+            error = f"exited 0 without writing {_result_file(self.bench, task.folder).name}"
         return {**row, "status": "interrupted" if returncode == 130 else "failed", "error": error, "log": str(log)}
 
     def _row(self, cell: Cell, action: str, status: str) -> dict[str, Any]:
@@ -448,8 +456,9 @@ class Sweep:
     def _write_index(self) -> None:
         rows = [self.rows[c.id] for c in self.cells if c.id in self.rows]
         executor = {"name": self.executor.name, "options": asdict(self.executor.options)}
-        files.write_json(self.out / "index.json", {"benchmark": self.bench.name, "file": str(self.bench.path), "track": self.bench.track,
-                                                   "executor": executor, "cells": rows})  # fmt: skip
+        index = {"benchmark": self.bench.name, "file": str(self.bench.path), "track": self.bench.track,
+                 "executor": executor, "cells": rows}  # fmt: skip
+        files.write_json(self.out / "index.json", index)
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=INDEX_FIELDS)
         writer.writeheader()
@@ -463,12 +472,16 @@ class Sweep:
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.argument("benchmark", required=False, type=click.Path(path_type=Path))
 @click.option("--out", "-o", type=click.Path(path_type=Path), help="Sweep folder (created; rerun to resume).")
-@click.option("--jobs", "-j", default=1, show_default=True, type=click.IntRange(min=1), help="Cells run at the same time (local).")
-@click.option("--executor", "-x", help="Where cells run: local, slurm, ray [default: the file's [executor] name, else local].")
+@click.option("--jobs", "-j", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Cells run at the same time (local).")
+@click.option("--executor", "-x",
+              help="Where cells run: local, slurm, ray [default: the file's [executor] name, else local].")
 @click.option("--executor-option", "-E", "executor_options", multiple=True, metavar="KEY=VALUE",
               help="An executor option (repeatable), over the file's [executor] table: partition=gpu, gpus_per_cell=1.")
-@click.option("--dry-run", is_flag=True, help="List the cells and their commands, and what would be submitted; run and write nothing.")
-@click.option("--status", "status_dir", type=click.Path(path_type=Path), help="Report the cells of this sweep folder and exit.")
+@click.option("--dry-run", is_flag=True,
+              help="List the cells and their commands, and what would be submitted; run and write nothing.")
+@click.option("--status", "status_dir", type=click.Path(path_type=Path),
+              help="Report the cells of this sweep folder and exit.")
 @click.option("--json", "as_json", is_flag=True, help="With --status: print JSON.")
 def sweep(benchmark: Path | None, out: Path | None, jobs: int, executor: str | None, executor_options: tuple[str, ...],
           dry_run: bool, status_dir: Path | None, as_json: bool) -> None:  # fmt: skip
@@ -501,7 +514,8 @@ def sweep(benchmark: Path | None, out: Path | None, jobs: int, executor: str | N
     if benchmark is None or out is None:
         raise WmbenchError("wmbench sweep needs a benchmark file and --out (or --status DIR)")
     bench = load_benchmark(benchmark)
-    engine = make_executor(executor, bench.executor, executor_options, Path(out).absolute(), jobs, f"benchmark file {benchmark}: executor")
+    where = f"benchmark file {benchmark}: executor"
+    engine = make_executor(executor, bench.executor, executor_options, Path(out).absolute(), jobs, where)
     runner = Sweep(bench, out, jobs, log=click.echo, executor=engine)
     if dry_run:
         runner.check_folder()
@@ -515,7 +529,8 @@ def sweep(benchmark: Path | None, out: Path | None, jobs: int, executor: str | N
     rows = runner.run()
     failed = [r for r in rows if r["status"] != "finished"]
     total = sum(r["duration_s"] or 0 for r in rows)
-    click.echo(f"{len(rows) - len(failed)} of {len(rows)} cells finished ({total:.0f}s of cell time); index: {runner.out / 'index.csv'}")
+    click.echo(f"{len(rows) - len(failed)} of {len(rows)} cells finished ({total:.0f}s of cell time); "
+               f"index: {runner.out / 'index.csv'}")  # fmt: skip
     if failed:
         click.echo(f"wmbench: {len(failed)} cell(s) did not finish: {', '.join(r['id'] for r in failed)}", err=True)
         sys.exit(1)

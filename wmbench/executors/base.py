@@ -79,8 +79,15 @@ class Task:
     def from_json(cls, data: dict[str, Any]) -> Task:
         paths = {k: Path(data[k]) for k in ("folder", "pending_log", "record")}
         rename = tuple(Path(p) for p in data["rename"]) if data.get("rename") else None
-        return cls(data["cell"], tuple(data["args"]), tuple(data["resume_args"]), threads=int(data["threads"]),
-                   make_folder=bool(data["make_folder"]), rename=rename, **paths)  # type: ignore[arg-type]
+        return cls(
+            data["cell"],
+            tuple(data["args"]),
+            tuple(data["resume_args"]),
+            threads=int(data["threads"]),
+            make_folder=bool(data["make_folder"]),
+            rename=rename,
+            **paths,
+        )  # type: ignore[arg-type]
 
 
 _LIBC = ctypes.CDLL(None, use_errno=True)  # loaded before any fork: the child only calls into it
@@ -114,8 +121,14 @@ def run_task(task: Task, started: typing.Callable[[subprocess.Popen], None] | No
     with open(log_path, "a") as log:
         log.write(f"$ {task.command()}\n")
         log.flush()
-        proc = subprocess.Popen(task.argv(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                preexec_fn=_die_with_parent)  # noqa: PLW1509 (no locks taken: a C call, a signal)
+        proc = subprocess.Popen(
+            task.argv(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 (it takes no lock: one C call, one signal disposition)
+        )
         if started:
             started(proc)
         returncode = proc.wait()
@@ -195,7 +208,9 @@ class RegisterExecutor:
         self._table, self._plugin = table, plugin
 
     def __call__(self, name: str, executor: type, summary: str = "") -> None:
-        if not (isinstance(executor, type) and issubclass(executor, Executor)) or not dataclasses.is_dataclass(executor.Options):
+        if not (isinstance(executor, type) and issubclass(executor, Executor)) or not dataclasses.is_dataclass(
+            executor.Options
+        ):
             raise WmbenchError(f"executor {name!r} must be a subclass of wmbench.executors.base.Executor "
                                "with an Options dataclass")  # fmt: skip
         if name in self._table:

@@ -75,4 +75,3 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
         raise WmbenchError(f"{where} must not be negative, got {value!r}")
     return value
-

@@ -60,7 +60,8 @@ class RayExecutor(Executor):
     def _actor_options(self, task: Task) -> dict:
         o = self.options
         options = {"name": f"{self.key}/{task.cell}", "namespace": NAMESPACE, "lifetime": "detached",
-                   "num_cpus": o.cpus_per_cell, "num_gpus": o.gpus_per_cell, "max_restarts": 0, "max_concurrency": 1}  # fmt: skip
+                   "num_cpus": o.cpus_per_cell, "num_gpus": o.gpus_per_cell, "max_restarts": 0,
+                   "max_concurrency": 1}  # fmt: skip
         if o.memory_per_cell_gb:
             options["memory"] = int(o.memory_per_cell_gb * 2**30)
         return options
@@ -88,7 +89,9 @@ class RayExecutor(Executor):
         try:
             ray.init(address=address or None, **kwargs)
         except Exception as exc:  # noqa: BLE001 (ConnectionError and the like, worded by Ray)
-            raise WmbenchError(f"cannot connect to Ray at {address or 'a local instance'}: {str(exc).splitlines()[0]}") from None
+            raise WmbenchError(
+                f"cannot connect to Ray at {address or 'a local instance'}: {str(exc).splitlines()[0]}"
+            ) from None
 
     def attach(self) -> bool:
         if not self.options.address:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -119,7 +120,9 @@ class SlurmExecutor(Executor):
         for line in o.sbatch:
             match = FLAG.match(line.removeprefix("#SBATCH").strip())
             if not match:
-                raise WmbenchError(f"executor option 'sbatch': {line!r} is not an sbatch option (--name or --name=value)")
+                raise WmbenchError(
+                    f"executor option 'sbatch': {line!r} is not an sbatch option (--name or --name=value)"
+                )
             extra[match[1]] = match[2] if match[2] is not None else True
         params = {"timeout_min": o.time_limit_min, "cpus_per_task": o.cpus_per_cell, "tasks_per_node": 1, "nodes": 1,
                   "slurm_array_parallelism": o.array_parallelism, "slurm_signal_delay_s": o.signal_delay_s,
@@ -127,7 +130,11 @@ class SlurmExecutor(Executor):
                   "slurm_additional_parameters": extra, "slurm_stderr_to_stdout": True}  # fmt: skip
         if o.gpus_per_cell:
             params["slurm_gpus_per_node"] = f"{o.gpu_type}:{o.gpus_per_cell}" if o.gpu_type else o.gpus_per_cell
-        for key, value in (("slurm_partition", o.partition), ("slurm_account", o.account), ("slurm_mem", o.mem_per_cell)):
+        for key, value in (
+            ("slurm_partition", o.partition),
+            ("slurm_account", o.account),
+            ("slurm_mem", o.mem_per_cell),
+        ):
             if value:
                 params[key] = value
         return params
@@ -135,8 +142,11 @@ class SlurmExecutor(Executor):
     def _executor(self):
         import submitit
 
+        python = (
+            shlex.quote(self.options.python) if self.options.python else None
+        )  # submitit puts it in the script as is
         try:
-            executor = submitit.AutoExecutor(folder=self.folder / "%j", cluster="slurm", slurm_python=self.options.python or None,
+            executor = submitit.AutoExecutor(folder=self.folder / "%j", cluster="slurm", slurm_python=python,
                                              slurm_max_num_timeout=self.options.max_requeues)  # fmt: skip
         except RuntimeError as exc:  # submitit found no srun
             raise WmbenchError(f"cannot use Slurm here: {exc}") from None
@@ -149,7 +159,9 @@ class SlurmExecutor(Executor):
         if self.options.partition and self.options.partition not in partitions:
             from wmbench.errors import unknown
 
-            raise WmbenchError(f"Slurm has no such partition: {unknown('partition', self.options.partition, partitions)}")
+            raise WmbenchError(
+                f"Slurm has no such partition: {unknown('partition', self.options.partition, partitions)}"
+            )
 
     def submit(self, tasks: list[Task]) -> list[str]:
         executor = self._executor()
@@ -165,7 +177,9 @@ class SlurmExecutor(Executor):
     def states(self, job_ids: list[str]) -> dict[str, tuple[str, str]]:
         if not job_ids:
             return {}
-        text = _run(["squeue", "-h", "-t", "all", "-r", "-j", ",".join(job_ids), "-o", "%i %T"], "ask Slurm for job states")
+        text = _run(
+            ["squeue", "-h", "-t", "all", "-r", "-j", ",".join(job_ids), "-o", "%i %T"], "ask Slurm for job states"
+        )
         seen = dict(line.split(None, 1) for line in text.splitlines() if line.strip())
         out = {}
         for job in job_ids:
@@ -186,4 +200,5 @@ class SlurmExecutor(Executor):
             inner.parameters["map_count"] = len(tasks)
         script = inner._make_submission_file_text(inner._submitit_command_str, "dry-run")
         cells = "\n".join(f"#   task {i}: {t.command()}" for i, t in enumerate(tasks))
-        return f"{script}\n# Each array task runs one cell (submitit's pickled call of wmbench.executors.base.run_task):\n{cells}\n"
+        note = "# Each array task runs one cell (submitit's pickled call of wmbench.executors.base.run_task):"
+        return f"{script}\n{note}\n{cells}\n"

@@ -15,7 +15,6 @@ from wmbench.executors.options import make_executor
 STATES = ("pending", "queued", "running", "finished", "interrupted", "failed")
 
 
-
 def status(out: Path) -> dict[str, Any]:
     """The index of a sweep folder, with the states of its queued and running jobs asked of their engine now (a
     job that ended since the sweep last looked is marked by its outcome)."""

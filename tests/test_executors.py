@@ -344,9 +344,9 @@ def ray_head(tmp_path_factory):
     port = free_port()
     temp = tmp_path_factory.mktemp("ray")
     try:
-        up = subprocess.run([str(ray), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
-                             "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"],
-                            capture_output=True, text=True, env=env, timeout=180, check=False)  # fmt: skip
+        args = ["start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
+                "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"]  # fmt: skip
+        up = subprocess.run([str(ray), *args], capture_output=True, text=True, env=env, timeout=180, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         pytest.skip(f"a Ray head cannot be started here ({exc})")
     if up.returncode != 0:

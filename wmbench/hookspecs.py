@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import click
 
     from wmbench.config import RunConfig
+    from wmbench.executors.base import RegisterExecutor
     from wmbench.plugins import Register
     from wmbench.rundir import RunDir
 
@@ -70,6 +71,19 @@ def wmbench_register_env_suites(register: Register) -> None:
     - ``reference_scores(game) -> (random, human) | None``: for human-normalised scores (NaN without them).
 
     Import gymnasium and the simulator inside ``make_env``, not at module level.
+    """
+
+
+@hookspec
+def wmbench_register_executors(register: RegisterExecutor) -> None:
+    """Register sweep executors (``wmbench sweep --executor NAME``), once, when the plugins load.
+
+    Call ``register(name, executor_class, summary="...")``: a subclass of
+    :class:`wmbench.executors.base.Executor` with an ``Options`` dataclass (its options, from the benchmark file's
+    ``[executor]`` table and ``--executor-option KEY=VALUE``). The executor hands each cell's
+    :class:`wmbench.executors.base.Task` to its engine, which runs it with ``wmbench.executors.base.run_task``;
+    it reports job states, cancels jobs and shows what it would submit (``--dry-run``). The built-in ``local``,
+    ``slurm`` and ``ray`` register through this hook. Import the engine's library inside the executor's methods.
     """
 
 

@@ -24,6 +24,7 @@ import pluggy
 from wmbench import hookspecs
 from wmbench.envs.suite import EnvSuite, Game
 from wmbench.errors import WmbenchError, did_you_mean, unknown
+from wmbench.executors.base import Executor, RegisterExecutor
 
 if TYPE_CHECKING:
     from wmbench.config import RunConfig
@@ -111,11 +112,13 @@ class Registry:
         self.entries: dict[str, dict[str, Entry]] = {kind: {} for kind in self.KINDS}
         self.suites: dict[str, EnvSuite] = {}
         self.games: dict[str, Game] = {}
+        self.executors: dict[str, tuple[type[Executor], str, str]] = {}  # name: (Executor subclass, summary, plugin)
         hooks = manager.hook
         for hook, make in (
             (hooks.wmbench_register_backbones, functools.partial(Register, self, "backbone")),
             (hooks.wmbench_register_tokenizers, functools.partial(Register, self, "tokenizer")),
             (hooks.wmbench_register_env_suites, functools.partial(RegisterEnvSuite, self, "env suite")),
+            (hooks.wmbench_register_executors, functools.partial(RegisterExecutor, self.executors)),
         ):
             for impl in hook.get_hookimpls():  # in loading order
                 if self.plugins[impl.plugin_name].status != "loaded":
@@ -143,6 +146,8 @@ class Registry:
             del self.suites[suite.name]
             for game in suite.games:
                 del self.games[game]
+        for key in [k for k, (_, _, plugin) in self.executors.items() if plugin == name]:
+            del self.executors[key]
         if self.manager.has_plugin(name):
             self.manager.unregister(name=name)
 
@@ -169,6 +174,12 @@ class Registry:
         if name not in self.games:
             raise unknown("game", name, self.games)
         return self.games[name]
+
+    def executor(self, name: str) -> type[Executor]:
+        """The executor class registered under that name, or a did-you-mean error."""
+        if name not in self.executors:
+            raise unknown("executor", name, self.executors)
+        return self.executors[name][0]
 
     def add_commands(self, cli: Any) -> None:
         """Let each plugin add its CLI commands; a plugin that fails there is recorded as failed."""

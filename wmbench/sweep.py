@@ -31,16 +31,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import re
 import shlex
-import shutil
-import signal
-import subprocess
 import sys
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,14 +43,16 @@ import click
 
 from wmbench import files
 from wmbench.errors import WmbenchError, did_you_mean
+from wmbench.executors.base import ENDED, Executor, Task
 
 TRACKS = ("agent", "world-model", "throughput")
-KEYS = ("name", "description", "track", "preset", "games", "seeds", "tokenizers", "device", "batch", "set", "backbones")
+KEYS = ("name", "description", "track", "preset", "games", "seeds", "tokenizers", "device", "batch", "set", "backbones",
+        "executor")
 BACKBONE_KEYS = ("name", "label", "set")
 LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 INDEX_FIELDS = (
     "id", "status", "action", "game", "backbone", "label", "tokenizer", "seed", "duration_s", "returncode",
-    "folder", "log", "error", "command",
+    "folder", "log", "error", "executor", "job_id", "job_state", "job_log", "submitted_at", "command",
 )  # fmt: skip
 
 
@@ -83,12 +79,14 @@ class Benchmark:
     device: str | None = None
     batch: int | None = None
     description: str = ""
+    executor: dict[str, Any] = field(default_factory=dict, hash=False)
+    """The ``[executor]`` table: ``name`` (local, slurm, ray) and that executor's options."""
 
     def definition(self) -> dict[str, Any]:
-        """What the benchmark runs, as JSON (path and description left out: they change no cell)."""
+        """What the benchmark runs, as JSON (path, description and executor left out: they change no cell)."""
         data = asdict(self)
-        data.pop("path")
-        data.pop("description")
+        for key in ("path", "description", "executor"):
+            data.pop(key)
         return json.loads(json.dumps(data))
 
 
@@ -181,7 +179,10 @@ def load_benchmark(path: Path) -> Benchmark:
         device=data.get("device"),
         batch=data.get("batch"),
         description=str(data.get("description", "")),
+        executor=data.get("executor", {}),
     )
+    if not isinstance(bench.executor, dict):
+        raise WmbenchError(f"{where}: 'executor' must be a table ([executor] with a name and its options)")
     for tokenizer in bench.tokenizers:
         try:
             reg.get("tokenizer", tokenizer)
@@ -259,26 +260,21 @@ def command(bench: Benchmark, cell: Cell, folder: Path, resume: bool) -> list[st
     return args + (["--csv", str(_partial_csv(folder))] if bench.track == "throughput" else ["--out", str(folder)])
 
 
-def _threads(jobs: int) -> str:
-    """OMP_NUM_THREADS for each cell: as set for the sweep, else the cores shared out between the jobs."""
-    return os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // jobs))
-
-
 def _last_line(text: str) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return lines[-1][:300] if lines else ""
 
 
 class Sweep:
-    """The cells of a benchmark in a sweep folder: what each needs, running them, and the index."""
+    """The cells of a benchmark in a sweep folder: what each needs, handing them to an executor, and the index."""
 
-    def __init__(self, bench: Benchmark, out: Path, jobs: int, log=print):
-        self.bench, self.out, self.jobs, self.log = bench, Path(out), jobs, log
+    def __init__(self, bench: Benchmark, out: Path, jobs: int, log=print, executor: Executor | None = None):
+        from wmbench.executors.local import LocalExecutor, LocalOptions
+
+        self.bench, self.out, self.jobs, self.log = bench, Path(out).absolute(), jobs, log
+        self.executor = executor or LocalExecutor(LocalOptions(), self.out, jobs)
         self.cells = cells(bench)
         self.rows: dict[str, dict[str, Any]] = {}
-        self.lock = threading.Lock()
-        self.running: dict[str, subprocess.Popen] = {}
-        self.stopping = False
 
     def folder(self, cell: Cell) -> Path:
         return self.out / "cells" / cell.id
@@ -294,6 +290,17 @@ class Sweep:
 
     def argv(self, cell: Cell, action: str) -> list[str]:
         return [sys.executable, "-m", "wmbench", *command(self.bench, cell, self.folder(cell), action == "resume")]
+
+    def task(self, cell: Cell, action: str) -> Task:
+        """What the executor runs for a cell."""
+        folder, throughput = self.folder(cell), self.bench.track == "throughput"
+        return Task(
+            cell.id, tuple(command(self.bench, cell, folder, action == "resume")),
+            () if throughput else tuple(command(self.bench, cell, folder, True)), folder,
+            pending_log=self.out / "logs" / f"{cell.id}.log", record=self.out / "jobs" / f"{cell.id}.json",
+            threads=self.executor.threads(), make_folder=throughput,
+            rename=(_partial_csv(folder), _result_file(self.bench, folder)) if throughput else None,
+        )  # fmt: skip
 
     def check_folder(self) -> None:
         """Refuse a sweep folder made for another benchmark definition (or holding something else)."""
@@ -315,101 +322,127 @@ class Sweep:
     def plan(self) -> list[tuple[Cell, str]]:
         return [(cell, self.action(cell)) for cell in self.cells]
 
+    def _live(self, previous: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """The rows of cells whose job, submitted by an earlier sweep of this executor, is still queued or running."""
+        rows = {i: r for i, r in previous.items() if r.get("status") in ("queued", "running") and r.get("job_id")
+                and r.get("executor") == self.executor.name}  # fmt: skip
+        states = self.executor.states([r["job_id"] for r in rows.values()])
+        return {i: {**r, "status": states[r["job_id"]][0], "job_state": states[r["job_id"]][1]}
+                for i, r in rows.items() if states[r["job_id"]][0] != ENDED}  # fmt: skip
+
     def run(self) -> list[dict[str, Any]]:
-        """Run every cell not finished yet, ``jobs`` at a time; returns the index rows."""
+        """Hand every cell not finished (nor queued or running already) to the executor and follow them to their
+        end; returns the index rows."""
         self.check_folder()
+        self.executor.check()
         files.write_json(self.out / "benchmark.json", {"file": str(self.bench.path), "definition": self.bench.definition()})
         previous = self._previous_rows()
+        live = self._live(previous)
         plan = self.plan()
         for cell, action in plan:
             row = self._row(cell, action, "finished" if action == "skip" else "pending")
-            if action == "skip":
-                row["duration_s"] = previous.get(cell.id, {}).get("duration_s")
-            self.rows[cell.id] = row
+            if action == "skip":  # what the earlier sweep recorded of the job that finished it
+                before = previous.get(cell.id, {})
+                kept = ("duration_s", "executor", "job_id", "job_state", "job_log", "submitted_at")
+                row.update({k: before[k] for k in kept if k in before})
+            self.rows[cell.id] = live.get(cell.id, row) if action != "skip" else row
         self._write_index()
-        todo = [(c, a) for c, a in plan if a != "skip"]
-        counts = {a: sum(1 for _, b in plan if b == a) for a in ("run", "resume", "skip")}
+        todo = [(c, a) for c, a in plan if a != "skip" and c.id not in live]
+        counts = {a: sum(1 for c, b in plan if b == a and c.id not in live) for a in ("run", "resume", "skip")}
+        limit = self.executor.max_in_flight
+        at_a_time = f"{limit} at a time" if limit else "queued by the engine"
         self.log(f"{self.bench.name}: {len(plan)} cells ({counts['run']} to run, {counts['resume']} to resume, "
-                 f"{counts['skip']} finished already), {self.jobs} at a time; index: {self.out / 'index.json'}")  # fmt: skip
-        done = 0
-        with ThreadPoolExecutor(max_workers=self.jobs) as pool:
-            futures = [pool.submit(self._run_cell, cell, action) for cell, action in todo]
-            try:
-                for future in as_completed(futures):
-                    row = future.result()
-                    done += 1
-                    if row["status"] == "finished":
-                        self.log(f"[{done}/{len(todo)}] {row['id']} finished in {row['duration_s']:.0f}s")
-                    elif row["status"] == "failed":
-                        self.log(f"[{done}/{len(todo)}] {row['id']} FAILED (exit {row['returncode']}): {row['error']}; log: {row['log']}")
-            except KeyboardInterrupt:
-                self._stop()
-                pool.shutdown(wait=True, cancel_futures=True)
-                self._write_index()
-                raise
+                 f"{counts['skip']} finished already{f', {len(live)} queued or running already' if live else ''}) "
+                 f"on {self.executor.name}, {at_a_time}; index: {self.out / 'index.json'}")  # fmt: skip
+        by_id = {c.id: c for c in self.cells}
+        flight = {r["job_id"]: (by_id[i], self.task(by_id[i], r["action"])) for i, r in live.items()}
+        try:
+            self._follow(todo, flight)
+        except KeyboardInterrupt:
+            self.executor.stop()
+            self._poll(flight, total=len(todo) + len(live))
+            self._write_index()
+            raise
+        finally:
+            self.executor.close()
         if (self.out / "logs").is_dir() and not any((self.out / "logs").iterdir()):
             (self.out / "logs").rmdir()
         return [self.rows[c.id] for c in self.cells]
 
-    def _stop(self) -> None:
-        """Ctrl-C: ask the running cells to stop after their next checkpoint (they resume on the next sweep)."""
-        with self.lock:
-            self.stopping = True
-            for proc in self.running.values():
-                proc.send_signal(signal.SIGINT)
+    def _follow(self, todo: list[tuple[Cell, str]], flight: dict[str, tuple[Cell, Task]]) -> None:
+        """Submit as the executor has room, poll the jobs until every one is over."""
+        pending, total = list(todo), len(todo) + len(flight)
+        while pending or flight:
+            room = len(pending) if self.executor.max_in_flight is None else self.executor.max_in_flight - len(flight)
+            batch, pending = pending[: max(room, 0)], pending[max(room, 0) :]
+            if batch:
+                tasks = [self.task(cell, action) for cell, action in batch]
+                for task in tasks:
+                    task.record.unlink(missing_ok=True)
+                ids = self.executor.submit(tasks)
+                for (cell, _), task, job in zip(batch, tasks, ids, strict=True):
+                    flight[job] = (cell, task)
+                    self.rows[cell.id].update(status="queued", job_id=job, job_log=self.executor.job_log(job),
+                                              submitted_at=round(time.time(), 1), command=task.command())  # fmt: skip
+                self._write_index()
+            if flight:
+                time.sleep(self.executor.poll_s)
+                self._poll(flight, total)
+
+    def _poll(self, flight: dict[str, tuple[Cell, Task]], total: int) -> None:
+        changed = False
+        for job, (state, word) in self.executor.states(list(flight)).items():
+            cell, task = flight[job]
+            row = self.rows[cell.id]
+            if state != ENDED:
+                changed |= (row["status"], row["job_state"]) != (state, word)
+                row.update(status=state, job_state=word)
+                continue
+            del flight[job]
+            self.rows[cell.id] = row = self._ended(row, task, word)
+            changed = True
+            over = ("finished", "failed", "interrupted")
+            done = sum(1 for r in self.rows.values() if r["action"] != "skip" and r["status"] in over)
+            if row["status"] == "finished":
+                self.log(f"[{done}/{total}] {row['id']} finished in {row['duration_s']:.0f}s")
+            else:
+                self.log(f"[{done}/{total}] {row['id']} {row['status'].upper()} (exit {row['returncode']}): "
+                         f"{row['error']}; log: {row['log']}")  # fmt: skip
+        if changed:
+            self._write_index()
+
+    def _ended(self, row: dict[str, Any], task: Task, word: str) -> dict[str, Any]:
+        """A job is over: finished, interrupted (it stopped at a checkpoint) or failed, from its exit record."""
+        try:
+            record = json.loads(task.record.read_text())
+        except (OSError, json.JSONDecodeError):
+            record = None
+        returncode = record["returncode"] if record else None
+        elapsed = round(time.time() - row["submitted_at"], 1) if row.get("submitted_at") else None
+        duration = record["duration_s"] if record else elapsed
+        row = {**row, "returncode": returncode, "job_state": word, "duration_s": duration}
+        if returncode == 0 and _result_file(self.bench, task.folder).is_file():
+            return {**row, "status": "finished", "error": ""}
+        log = task.folder / "log.txt" if (task.folder / "log.txt").is_file() else task.pending_log
+        text = log.read_text(errors="replace") if log.is_file() else ""
+        if returncode is None:
+            error = (f"the job ended without an exit code ({self.executor.name} job state {word}: "
+                     "killed, cancelled or timed out)")  # fmt: skip
+        elif returncode:
+            error = _last_line(text)
+        else:
+            error = f"exited 0 without writing {_result_file(self.bench, task.folder).name}"
+        return {**row, "status": "interrupted" if returncode == 130 else "failed", "error": error, "log": str(log)}
 
     def _row(self, cell: Cell, action: str, status: str) -> dict[str, Any]:
         folder = self.folder(cell)
-        argv = self.argv(cell, "run")
         return {
             "id": cell.id, "status": status, "action": action, "game": cell.game, "backbone": cell.backbone,
             "label": cell.label, "tokenizer": cell.tokenizer, "seed": cell.seed, "duration_s": None, "returncode": None,
-            "folder": str(folder), "log": str(folder / "log.txt"), "error": "",
-            "command": f"OMP_NUM_THREADS={_threads(self.jobs)} {shlex.join(argv)}",
+            "folder": str(folder), "log": str(folder / "log.txt"), "error": "", "executor": self.executor.name,
+            "job_id": "", "job_state": "", "job_log": "", "submitted_at": None,
+            "command": self.task(cell, "run").command(),
         }  # fmt: skip
-
-    def _run_cell(self, cell: Cell, action: str) -> dict[str, Any]:
-        folder = self.folder(cell)
-        argv = self.argv(cell, action)
-        with self.lock:
-            if self.stopping:
-                return self.rows[cell.id]
-            if action == "run" and folder.exists():  # an earlier attempt that failed before its first checkpoint
-                shutil.rmtree(folder)
-            if self.bench.track == "throughput":
-                folder.mkdir(parents=True, exist_ok=True)
-        # A fresh run must find its folder empty: its output goes to logs/ until it ends, then into the folder.
-        log_path = folder / "log.txt" if folder.is_dir() else self.out / "logs" / f"{cell.id}.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "OMP_NUM_THREADS": _threads(self.jobs), "PYTHONUNBUFFERED": "1"}  # the log is live
-        start = time.perf_counter()
-        with open(log_path, "a") as log:
-            log.write(f"$ OMP_NUM_THREADS={env['OMP_NUM_THREADS']} {shlex.join(argv)}\n")
-            log.flush()
-            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True)
-            with self.lock:
-                self.running[cell.id] = proc
-            returncode = proc.wait()
-            with self.lock:
-                self.running.pop(cell.id)
-        if log_path.parent != folder:
-            folder.mkdir(parents=True, exist_ok=True)
-            os.replace(log_path, folder / "log.txt")
-        if self.bench.track == "throughput" and returncode == 0 and _partial_csv(folder).is_file():
-            os.replace(_partial_csv(folder), _result_file(self.bench, folder))
-        finished = returncode == 0 and _result_file(self.bench, folder).is_file()
-        row = {**self.rows[cell.id], "duration_s": round(time.perf_counter() - start, 1), "returncode": returncode}
-        if finished:
-            row["status"] = "finished"
-        else:
-            row["status"] = "interrupted" if returncode == 130 else "failed"
-            text = (folder / "log.txt").read_text(errors="replace")
-            row["error"] = _last_line(text) if returncode else f"exited 0 without writing {_result_file(self.bench, folder).name}"
-            row["command"] = f"OMP_NUM_THREADS={env['OMP_NUM_THREADS']} {shlex.join(argv)}"
-        with self.lock:
-            self.rows[cell.id] = row
-            self._write_index()
-        return row
 
     def _previous_rows(self) -> dict[str, dict[str, Any]]:
         path = self.out / "index.json"
@@ -422,7 +455,10 @@ class Sweep:
 
     def _write_index(self) -> None:
         rows = [self.rows[c.id] for c in self.cells if c.id in self.rows]
-        files.write_json(self.out / "index.json", {"benchmark": self.bench.name, "file": str(self.bench.path), "track": self.bench.track, "cells": rows})
+        executor = {"name": self.executor.name, "options": asdict(self.executor.options)}
+        index = {"benchmark": self.bench.name, "file": str(self.bench.path), "track": self.bench.track,
+                 "executor": executor, "cells": rows}  # fmt: skip
+        files.write_json(self.out / "index.json", index)
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=INDEX_FIELDS)
         writer.writeheader()
@@ -434,37 +470,67 @@ class Sweep:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.argument("benchmark", type=click.Path(path_type=Path))
-@click.option("--out", "-o", required=True, type=click.Path(path_type=Path), help="Sweep folder (created; rerun to resume).")
-@click.option("--jobs", "-j", default=1, show_default=True, type=click.IntRange(min=1), help="Cells run at the same time.")
-@click.option("--dry-run", is_flag=True, help="List the cells and their commands; run and write nothing.")
-def sweep(benchmark: Path, out: Path, jobs: int, dry_run: bool) -> None:
-    """Run every cell of a benchmark file, each as its own wmbench process, JOBS at a time.
+@click.argument("benchmark", required=False, type=click.Path(path_type=Path))
+@click.option("--out", "-o", type=click.Path(path_type=Path), help="Sweep folder (created; rerun to resume).")
+@click.option("--jobs", "-j", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Cells run at the same time (local).")
+@click.option("--executor", "-x",
+              help="Where cells run: local, slurm, ray [default: the file's [executor] name, else local].")
+@click.option("--executor-option", "-E", "executor_options", multiple=True, metavar="KEY=VALUE",
+              help="An executor option (repeatable), over the file's [executor] table: partition=gpu, gpus_per_cell=1.")
+@click.option("--dry-run", is_flag=True,
+              help="List the cells and their commands, and what would be submitted; run and write nothing.")
+@click.option("--status", "status_dir", type=click.Path(path_type=Path),
+              help="Report the cells of this sweep folder and exit.")
+@click.option("--json", "as_json", is_flag=True, help="With --status: print JSON.")
+def sweep(benchmark: Path | None, out: Path | None, jobs: int, executor: str | None, executor_options: tuple[str, ...],
+          dry_run: bool, status_dir: Path | None, as_json: bool) -> None:  # fmt: skip
+    """Run every cell of a benchmark file, each as its own wmbench process: JOBS at a time here, or as Slurm jobs
+    or Ray actors (--executor).
 
-    The file is checked whole before anything runs. A finished cell is skipped and an interrupted one resumed
-    from its checkpoint, so rerunning the same command continues a sweep; a failed cell does not stop the
-    others (its output is kept in its folder's log.txt, and the next sweep runs it again from the start).
-    OUT/index.json and OUT/index.csv list every cell with its status, duration, folder and command.
+    The file is checked whole before anything runs. A finished cell is skipped, an interrupted one resumed from
+    its checkpoint and a cell whose job is still queued or running left alone, so rerunning the same command
+    continues a sweep; a failed cell does not stop the others (its output is kept in its folder's log.txt, and
+    the next sweep runs it again from the start). OUT/index.json and OUT/index.csv list every cell with its
+    status, duration, folder, executor, job id and state, and command.
 
     \b
     Examples:
       wmbench sweep benchmarks/smoke.toml --out sweeps/smoke --jobs 2
-      wmbench sweep benchmarks/smoke.toml --out sweeps/smoke --dry-run
+      wmbench sweep benchmarks/atari100k.toml --out sweeps/a100k --executor slurm -E partition=gpu -E gpus_per_cell=1
+      wmbench sweep benchmarks/smoke.toml --out sweeps/smoke --executor ray -E address=head:6379 --dry-run
+      wmbench sweep --status sweeps/a100k --json
       wmbench compare sweeps/smoke --out sweeps/smoke/report
 
     Exit codes: 0 every cell finished, 1 some cell failed, 2 bad input, 130 interrupted (rerun to resume).
     """
+    from wmbench.executors.options import make_executor
+    from wmbench.executors.status import status, status_lines
+
+    if status_dir is not None:
+        report = status(status_dir)
+        click.echo(json.dumps(report, indent=2) if as_json else "\n".join(status_lines(report)))
+        return
+    if benchmark is None or out is None:
+        raise WmbenchError("wmbench sweep needs a benchmark file and --out (or --status DIR)")
     bench = load_benchmark(benchmark)
-    runner = Sweep(bench, out, jobs, log=click.echo)
+    where = f"benchmark file {benchmark}: executor"
+    engine = make_executor(executor, bench.executor, executor_options, Path(out).absolute(), jobs, where)
+    runner = Sweep(bench, out, jobs, log=click.echo, executor=engine)
     if dry_run:
         runner.check_folder()
-        for cell, action in runner.plan():
+        plan = runner.plan()
+        for cell, action in plan:
             click.echo(f"{cell.id}  [{action}]  {shlex.join(runner.argv(cell, action))}")
+        described = engine.describe([runner.task(c, a) for c, a in plan if a != "skip"])
+        if described:
+            click.echo(described.rstrip())
         return
     rows = runner.run()
     failed = [r for r in rows if r["status"] != "finished"]
     total = sum(r["duration_s"] or 0 for r in rows)
-    click.echo(f"{len(rows) - len(failed)} of {len(rows)} cells finished ({total:.0f}s of cell time); index: {out / 'index.csv'}")
+    click.echo(f"{len(rows) - len(failed)} of {len(rows)} cells finished ({total:.0f}s of cell time); "
+               f"index: {runner.out / 'index.csv'}")  # fmt: skip
     if failed:
         click.echo(f"wmbench: {len(failed)} cell(s) did not finish: {', '.join(r['id'] for r in failed)}", err=True)
         sys.exit(1)

@@ -11,7 +11,8 @@ from click.testing import CliRunner
 
 from wmbench.cli import cli
 from wmbench.errors import WmbenchError
-from wmbench.sweep import Sweep, cells, load_benchmark
+from wmbench.benchmark import cells, load_benchmark
+from wmbench.sweep import Sweep
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 TINY = [

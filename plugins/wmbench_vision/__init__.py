@@ -53,7 +53,7 @@ class ViTOptions(_Backbone):
     """Options of the ``vit`` backbone (``--set backbone.vit.layers=2``)."""
 
     model: str = "vit_tiny_patch16_224"
-    """timm model name (a vision_transformer ViT), optionally with a pretrained tag: ``vit_base_patch16_224.augreg_in21k``."""
+    """timm model name, optionally with a pretrained tag (``vit_base_patch16_224.augreg_in21k``)."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class CLIPOptions(_Backbone):
     model: str = "ViT-B-32"
     """open_clip model name (``open_clip.list_models()``)."""
     tag: str | None = None
-    """open_clip pretrained tag for ``pretrained=true`` (``open_clip.list_pretrained_tags_by_model``); None: its first."""
+    """open_clip pretrained tag for ``pretrained=true`` (``open_clip.list_pretrained_tags_by_model``); None: first."""
     tower: str = "text"
     """text (causal in CLIP already) or vision: which tower's transformer runs as the backbone."""
 
@@ -97,7 +97,7 @@ class CLIPVQOptions(_VQ):
     """Options of the ``clip-vq`` tokenizer."""
 
     model: str = "ViT-B-32"
-    """open_clip model name whose image encoder gives the patch features (built at the frame size and ``patch_size``)."""
+    """open_clip model name whose image encoder gives the patch features (built at the frame size, ``patch_size``)."""
     tag: str | None = None
     """open_clip pretrained tag for ``pretrained=true``; None: its first."""
     train_encoder: bool = False

@@ -13,12 +13,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from wmbench_scratch.transformer import KVCache
 
 from wmbench.engine.agent import parameter_count
 from wmbench.engine.backbone import Backbone, BackboneShape
 from wmbench.errors import WmbenchError
 from wmbench.plugins import import_module
-from wmbench_scratch.transformer import KVCache
 from wmbench_vision import MODES, models
 
 DEFAULT_TARGETS = {"timm": ("qkv", "proj"), "open_clip": ("out_proj", "c_fc", "c_proj")}
@@ -78,7 +78,8 @@ class ClipStack(nn.Module):
         if not blocks or not plain:
             raise WmbenchError(f"open_clip model {name!r} does not use plain ResidualAttentionBlocks")
         self.blocks, self.norm_in, self.norm_out = blocks, norm_in, norm_out
-        self.width, self.num_heads, self.head_dim = blocks[0].attn.embed_dim, blocks[0].attn.num_heads, blocks[0].attn.head_dim
+        attn = blocks[0].attn
+        self.width, self.num_heads, self.head_dim = attn.embed_dim, attn.num_heads, attn.head_dim
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, causal: bool = True) -> torch.Tensor:
         b, t, d = x.shape

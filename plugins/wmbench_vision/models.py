@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,13 @@ def _facts(library: str, name: str, options, hub: str) -> dict[str, Any]:
         source = hub if options.pretrained else f"random init ({library}'s own)"
     pretrained = options.weights is not None or options.pretrained
     return {"library": f"{library} {version}", "model": name, "pretrained": pretrained, "weights": source}
+
+
+class _QuietRandomInit(logging.Filter):
+    """Drops open_clip's warning that no pretrained weights were loaded, when random weights are what was asked."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("No pretrained weights loaded")
 
 
 def timm_model(options, **kwargs: Any) -> tuple[nn.Module, dict[str, Any]]:
@@ -93,9 +101,13 @@ def clip_model(options, tower: str, **overrides: Any) -> tuple[nn.Module, dict[s
         tag = tag or tags[0]
         source = tag
     facts = _facts("open_clip", options.model, options, f"open_clip's download of {options.model}/{tag}")
+    quiet = _QuietRandomInit()
+    logging.getLogger().addFilter(quiet)
     try:
         model = open_clip.create_model(options.model, pretrained=source, **{key: cfg})
     except Exception as exc:  # open_clip raises RuntimeError, AssertionError, OSError, hub errors, ...
         what = f"load weights {source} into" if source else "build"
         raise WmbenchError(f"cannot {what} open_clip model {options.model!r}: {_first_line(exc)}") from exc
+    finally:
+        logging.getLogger().removeFilter(quiet)
     return model, facts

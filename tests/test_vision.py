@@ -243,17 +243,21 @@ def test_describe_says_where_weights_came_from():
 
 SMOKE = [a for o in ("training.epochs=4", "training.collect.steps_per_epoch=100",
                      "training.tokenizer.start_after_epochs=1", "training.world_model.start_after_epochs=1",
+                     "training.tokenizer.steps_per_epoch=12", "training.world_model.steps_per_epoch=12",
                      "training.actor_critic.start_after_epochs=3", "training.actor_critic.steps_per_epoch=1",
                      "training.media_every=0", "env.max_frames_test=300", "eval.final_episodes=1") for a in ("--set", o)]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("backbone", "tokenizer"), [("vit", "vqvae"), ("clip", "vqvae"), ("scratch", "vit-vq"),
-                                                     ("scratch", "clip-vq")])
-def test_smoke_run_on_atari_losses_fall(tmp_path, backbone, tokenizer):
+@pytest.mark.parametrize(("backbone", "tokenizer", "extra"), [
+    ("vit", "vqvae", []), ("clip", "vqvae", []),
+    ("scratch", "vit-vq", ["--set", "tokenizer.patch_size=4"]),  # 64 tokens per frame: 65-token blocks
+    ("scratch", "clip-vq", []),
+])
+def test_smoke_run_on_atari_losses_fall(tmp_path, backbone, tokenizer, extra):
     out = tmp_path / "run"
     result = subprocess.run([sys.executable, "-m", "wmbench", "run", "--backbone", backbone, "--tokenizer", tokenizer,
-                             "--game", "Pong", "--preset", "smoke", *SMOKE, "--out", str(out)],
+                             "--game", "Pong", "--preset", "smoke", *SMOKE, *extra, "--out", str(out)],
                             check=False, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -261,4 +265,7 @@ def test_smoke_run_on_atari_losses_fall(tmp_path, backbone, tokenizer):
         losses = [r[f"loss/{part}/total"] for r in records if f"loss/{part}/total" in r]
         assert len(losses) >= 2 and losses[-1] < losses[0], (part, losses)
     summary = json.loads((out / "summary.json").read_text())
-    assert json.dumps(summary).count("random init") >= 1
+    info = summary["backbone_info" if backbone != "scratch" else "tokenizer_info"]
+    assert info["pretrained"] is False and "random init" in info["weights"]
+    if extra:
+        assert summary["tokenizer_info"]["tokens_per_frame"] == 64

@@ -48,8 +48,8 @@ BROKEN = f'[[backbones]]\nname = "scratch"\nlabel = "broken"\nset = {toml_list(F
 def test_shipped_benchmarks_are_valid():
     smoke = load_benchmark(BENCHMARKS / "smoke.toml")
     assert smoke.track == "agent" and smoke.games == ("Pong", "Breakout") and smoke.seeds == (0,)
-    assert [b.name for b in smoke.backbones] == ["scratch", "llm-frozen", "llm-lora", "llm-qlora", "llm-full"]
-    assert len(cells(smoke)) == 10
+    assert [b.name for b in smoke.backbones] == ["scratch", "llm-frozen", "llm-lora", "llm-qlora", "llm-full", "vit", "clip"]
+    assert len(cells(smoke)) == 14
     atari = load_benchmark(BENCHMARKS / "atari100k.toml")
     assert (atari.preset, len(atari.games), atari.seeds) == ("iris", 26, (0, 1, 2, 3, 4))
     assert len({c.id for c in cells(atari)}) == 130

@@ -75,7 +75,7 @@ def markdown_table(path: Path) -> str:
     import pandas as pd
 
     df = pd.read_csv(path, keep_default_na=False, dtype={"overrides": str})
-    setup = ["device", "threads", "dtype", "game", "preset", "backbone", "overrides", "batch"]
+    setup = ["device", "threads", "dtype", "game", "preset", "backbone", "tokenizer", "overrides", "batch"]
     df = df.drop_duplicates([*setup, "measure"], keep="last")  # rows are appended: the last is the latest
     shown = {
         "ale_steps_per_s": "ALE steps/s",
@@ -103,8 +103,8 @@ def suite_page(suite: Path, setups: list, csv_path: Path) -> str:
     import pandas as pd
 
     df = pd.read_csv(csv_path, keep_default_na=False)
-    measured = set(zip(df["backbone"], df["preset"], df["overrides"].astype(str), df["batch"]))
-    missing = [s for s in setups if (s.backbone, s.preset, " ".join(s.overrides), s.batch) not in measured]
+    measured = set(zip(df["backbone"], df["tokenizer"], df["preset"], df["overrides"].astype(str), df["batch"]))
+    missing = [s for s in setups if (s.backbone, s.tokenizer, s.preset, " ".join(s.overrides), s.batch) not in measured]
     lines = [
         "# Throughput\n",
         (f"The latest figures of every setup in [{csv_path.name}]({csv_path.name}) (medians; the CSV has quartiles, "

@@ -110,7 +110,8 @@ class ActorCriticTrainConfig:
     lr: float = 1e-4
     grad_clip: float = 10.0
     burn_in: int = 20
-    """Real frames fed to the LSTM (and the world model's context) before imagining."""
+    """Real frames (their reconstructions) fed to the LSTM, without gradients, before imagining; the world model
+    starts from the last real frame alone."""
     horizon: int = 20
     """Imagined steps per trajectory."""
     gamma: float = 0.995
@@ -123,8 +124,10 @@ class TrainingConfig:
     """The epoch schedule."""
 
     epochs: int = 600
-    sampling_weights: tuple[float, ...] = (0.125, 0.125, 0.25, 0.5)
-    """Episode sampling weights per recency bucket, oldest first (empty: uniform)."""
+    sampling_weights: tuple[float, ...] = ()
+    """Episode sampling weights per recency bucket, oldest first. Empty (the default, and IRIS's): every stored
+    episode equally likely. Recency weights such as ``[0.125, 0.125, 0.25, 0.5]`` are an option, not the paper's:
+    the reference's weights only applied while it held no more episodes than weights, then were removed."""
     collect: CollectConfig = field(default_factory=CollectConfig)
     tokenizer: TokenizerTrainConfig = field(default_factory=TokenizerTrainConfig)
     world_model: WorldModelTrainConfig = field(default_factory=WorldModelTrainConfig)

@@ -75,7 +75,8 @@ class ReplayStore:
                 path.unlink()
 
     def _episode_probabilities(self) -> np.ndarray:
-        """Uniform, or per-recency-bucket weights as IRIS samples (the newest bucket takes the remainder)."""
+        """Uniform (IRIS), or per-recency-bucket weights, an option of wmbench's (the newest bucket takes the
+        remainder; uniform while there are fewer episodes than buckets)."""
         n, w = len(self.episodes), self.sampling_weights
         if not w or n < len(w):
             return np.full(n, 1.0 / n)

@@ -35,6 +35,9 @@ class EnvConfig:
     """Training episodes are cut after this many emulator frames."""
     max_frames_test: int = 108_000
     """Evaluation episodes are cut after this many emulator frames."""
+    resize_each_frame: bool = True
+    """IRIS's order: every emulator frame is resized to size x size (PIL bilinear), then the last two frames of a
+    skip are max-pooled. False: max-pool at full resolution, then resize once with cv2 INTER_AREA (baselines)."""
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,10 @@ from wmbench import files
 
 @dataclass
 class Episode:
-    """One episode: frames ``uint8 [T, 3, H, W]``, actions, rewards (unclipped) and ends, each ``[T]``."""
+    """One episode: frames ``uint8 [T, 3, H, W]``, actions, rewards (unclipped) and ends, each ``[T]``.
+
+    ``ends`` is True at the episode's last step, whatever ended it: a termination, a life loss (training) or
+    the training cap of ``env.max_frames_train`` frames, as IRIS's dataset stores them."""
 
     frames: torch.Tensor
     actions: torch.Tensor

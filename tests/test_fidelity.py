@@ -1,0 +1,52 @@
+"""The iris preset as the reference trains it, and what a score stands for (score_notes, compare)."""
+
+import json
+
+import pytest
+from test_report import write_run
+
+from wmbench import config as cfg
+from wmbench.score_notes import marked_score, paper_departures, score_caveats
+
+
+def test_cut_test_episodes_and_pipeline_presets_are_not_scores(registry):
+    smoke = cfg.resolve("smoke", "Pong", 0, "vqvae", "scratch", [], registry)
+    assert score_caveats(smoke) == ["test episodes cut at 3,000 frames", "pipeline preset smoke"]
+    llm = cfg.resolve("smoke-llm", "Pong", 0, "vqvae", "scratch", ["env.max_frames_test=108000"], registry)
+    assert score_caveats(llm) == ["pipeline preset smoke-llm"]  # inherited from its base preset
+    for preset in ("iris", "fast", "cpu"):
+        assert score_caveats(cfg.resolve(preset, "Pong", 0, "vqvae", "scratch", [], registry)) == []
+    summary = {"eval_return_mean": -15.0, "human_normalised_score": 0.161, "score_caveats": score_caveats(smoke)}
+    assert marked_score(summary) == "eval return -15.00 (not a score: test episodes cut at 3,000 frames; pipeline preset smoke)"
+    assert marked_score({**summary, "score_caveats": []}) == "eval return -15.00 (human-normalised 0.161)"
+
+
+def test_lpips_off_is_said(registry):
+    from wmbench.engine.agent import build_agent
+
+    config = cfg.resolve("smoke", "Pong", 0, "vqvae", "scratch", [], registry)
+    agent = build_agent(config, registry, num_actions=6)
+    assert paper_departures(agent.tokenizer.describe()) == ["LPIPS off (the paper's tokenizer loss adds it)"]
+    assert paper_departures({"perceptual_loss": "LPIPS (VGG16) from x.pt, weight 1.0"}) == []
+    assert "LPIPS off" in cfg.load_preset("iris")["meta"]["description"]
+
+
+def test_compare_keeps_cut_scores_out_of_aggregates_beside_published(tmp_path):
+    pytest.importorskip("pandas")
+    from wmbench.report.compare import load_run, runs_table, score_matrices
+
+    folders = []
+    for seed in (0, 1):
+        folders.append(write_run(tmp_path / "real" / str(seed), "Pong", "scratch", seed, 0))
+        cut = write_run(tmp_path / "cut" / str(seed), "Pong", "gpt2", seed, 1)
+        summary = json.loads((cut / "summary.json").read_text())
+        summary["score_caveats"] = ["test episodes cut at 3,000 frames"]
+        (cut / "summary.json").write_text(json.dumps(summary))
+        folders.append(cut)
+    df = runs_table([load_run(f) for f in folders])
+    assert set(df.loc[df["backbone"] == "gpt2", "score_caveats"]) == {"test episodes cut at 3,000 frames"}
+    beside = score_matrices(df, ["scratch"], ["IRIS"])
+    assert beside.games == ["Pong"] and beside.matrices["scratch"].shape == (2, 1)
+    assert any("2 run(s) left out" in n and "cut at 3,000" in n for n in beside.notes)
+    alone = score_matrices(df, ["scratch", "gpt2"], [])
+    assert alone.matrices["gpt2"].shape == (2, 1)  # among the runs themselves they still compare

@@ -1,6 +1,7 @@
 """The actor-critic's training step with the burn-in under no_grad (as IRIS, and wmbench now) against the burn-in
 with gradients (wmbench before), side by side in one process, in alternating rounds, on the same weights and the
-same real segments of a Breakout rollout. Each round times one step: imagination, losses, backward, clip, Adam.
+same real segments of a Breakout rollout. Each round times one step (imagination, losses, backward, clip, Adam)
+and its backward part (backward, clip, Adam).
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/burn_in.py [--preset fast] [--batch 16] [--repeats 5]
 """
@@ -9,12 +10,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import time
 import types
 
 import torch
 
 from wmbench import config as cfg
-from wmbench.bench import Timer, ale_rollout, optimizer_step
+from wmbench.bench import ale_rollout, optimizer_step
 from wmbench.engine.actor_critic import ActorCritic
 from wmbench.engine.agent import build_agent
 from wmbench.engine.imagination import DreamEnv, actor_critic_losses, imagine
@@ -48,29 +50,36 @@ def main() -> None:
     mask = torch.ones(args.batch, length, dtype=torch.bool)
     optimizer = torch.optim.Adam(ac.parameters(), lr=t.lr)
     start = {k: v.clone() for k, v in ac.state_dict().items()}
-    timer = Timer(torch.device("cpu"))
     modes = {"no_grad burn-in": ac.reset, "burn-in with gradients": types.MethodType(reset_with_gradients, ac)}
-    times: dict[str, list[float]] = {name: [] for name in modes}
+    times: dict[str, dict[str, list[float]]] = {name: {"step": [], "backward": []} for name in modes}
 
-    def step(reset) -> None:
+    def step(name: str) -> None:
         ac.load_state_dict(start)  # the same weights every time
-        ac.reset = reset
+        ac.reset = modes[name]
         dream = DreamEnv(agent.tokenizer, agent.world_model, torch.Generator().manual_seed(0))
+        begin = time.perf_counter()
         rollout = imagine(ac, dream, frames, mask, t.horizon)
         loss = actor_critic_losses(rollout, t.gamma, t.lambda_, t.entropy_weight)["total"]
+        middle = time.perf_counter()
         optimizer_step(optimizer, loss, ac.parameters(), t.grad_clip)
+        end = time.perf_counter()
+        times[name]["step"].append(end - begin)
+        times[name]["backward"].append(end - middle)
 
-    for reset in modes.values():
-        step(reset)  # warm-up
-    for _ in range(args.repeats):
-        for name, reset in modes.items():
-            times[name].append(timer(lambda: step(reset)))
-    old, new = (statistics.median(times[name]) for name in ("burn-in with gradients", "no_grad burn-in"))
-    ratios = sorted(o / n for o, n in zip(times["burn-in with gradients"], times["no_grad burn-in"]))
+    for name in modes:
+        step(name)  # warm-up
+        times[name] = {"step": [], "backward": []}
+    for i in range(args.repeats):
+        for name in modes if i % 2 == 0 else list(modes)[::-1]:  # each goes first every other round
+            step(name)
     print(f"preset {args.preset}, batch {args.batch}, burn-in {t.burn_in}, horizon {t.horizon}, "
           f"threads {torch.get_num_threads()}, {args.repeats} rounds")
-    print(f"step with gradients through the burn-in {old * 1000:.0f} ms, under no_grad {new * 1000:.0f} ms: "
-          f"{old / new:.2f}x (per-round ratios {ratios[0]:.2f} to {ratios[-1]:.2f})")
+    for part in ("step", "backward"):
+        old, new = times["burn-in with gradients"][part], times["no_grad burn-in"][part]
+        ratios = sorted(o / n for o, n in zip(old, new))
+        print(f"{part}: with gradients through the burn-in {statistics.median(old) * 1000:.0f} ms, under no_grad "
+              f"{statistics.median(new) * 1000:.0f} ms: {statistics.median(ratios):.2f}x "
+              f"(per-round ratios {ratios[0]:.2f} to {ratios[-1]:.2f})")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 from test_report import write_run
 
@@ -50,3 +51,53 @@ def test_compare_keeps_cut_scores_out_of_aggregates_beside_published(tmp_path):
     assert any("2 run(s) left out" in n and "cut at 3,000" in n for n in beside.notes)
     alone = score_matrices(df, ["scratch", "gpt2"], [])
     assert alone.matrices["gpt2"].shape == (2, 1)  # among the runs themselves they still compare
+
+
+# The built-in toy suite: Catcher ------------------------------------------------------------------------------------
+
+
+def _play(env, policy, episodes):
+    returns = []
+    for _ in range(episodes):
+        obs, _ = env.reset()
+        done, total = False, 0.0
+        while not done:
+            obs, reward, done, _, _ = env.step(policy(obs))
+            total += reward
+        returns.append(total)
+    return returns
+
+
+def _optimal(obs):
+    """Move the paddle under the ball, reading both from the pixels."""
+    cell = obs.shape[0] // 4
+    grid = obs[::cell, ::cell]
+    ball = int(np.flatnonzero((grid[:3] == 255).all(-1).any(0))[0])
+    paddle = int(np.flatnonzero((grid[3] == (0, 200, 255)).all(-1))[0])
+    return 1 + int(np.sign(ball - paddle))
+
+
+def test_catcher_is_registered_with_random_and_optimal_reference_scores(registry):
+    game = registry.game("Catcher")
+    assert (game.suite.name, game.suite.plugin, game.num_actions()) == ("toy", "toy", 3)
+    assert game.human_normalised(-0.5) == pytest.approx(0.0) and game.human_normalised(1.0) == pytest.approx(1.0)
+    env = game.make_env(cfg.EnvConfig(size=32), train=True, seed=0)
+    assert _play(env, _optimal, 50) == [1.0] * 50
+    rng = np.random.default_rng(0)
+    random = _play(env, lambda obs: int(rng.integers(3)), 4000)
+    assert np.mean(random) == pytest.approx(-0.5, abs=0.05)  # the registered random score
+
+
+def test_catcher_is_deterministic_given_seed_and_actions(registry):
+    game = registry.game("Catcher")
+    runs = []
+    for _ in range(2):
+        env = game.make_env(cfg.EnvConfig(size=32), train=False, seed=3)
+        frames = [env.reset()[0]]
+        for action in [0, 2, 1, 0, 2, 2, 1]:
+            obs, _, done, _, _ = env.step(action)
+            frames.append(obs)
+            if done:
+                frames.append(env.reset()[0])
+        runs.append(np.stack(frames))
+    assert np.array_equal(*runs) and runs[0].shape[1:] == (32, 32, 3) and runs[0].dtype == np.uint8

@@ -11,7 +11,7 @@ from wmbench.config import EnvConfig
 from wmbench.hookspecs import hookimpl
 
 GAMES = ("Catcher",)
-GRID = 8  # as wmbench.envs.toy, which this module does not import
+GRID = 4  # as wmbench.envs.toy, which this module does not import
 
 
 def make_env(game: str, config: EnvConfig, train: bool, seed: int):
@@ -22,7 +22,7 @@ def make_env(game: str, config: EnvConfig, train: bool, seed: int):
 
 def random_return() -> float:
     """The expected return of a policy blind to the ball, uniformly random actions included: the ball's column is
-    uniform and independent of the paddle, so the paddle is under it with probability 1 / 8."""
+    uniform and independent of the paddle, so the paddle is under it with probability 1 / 4."""
     return 2 / GRID - 1
 
 
@@ -34,4 +34,4 @@ def reference_scores(game: str) -> tuple[float, float]:
 @hookimpl
 def wmbench_register_env_suites(register):
     register("toy", GAMES, make_env, lambda game: 3, reference_scores=reference_scores,
-             summary="Catcher: a ball to catch on an 8x8 grid (reference scores: random and optimal play)")
+             summary="Catcher: a ball to catch on a 4x4 grid (reference scores: random and optimal play)")

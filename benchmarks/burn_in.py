@@ -46,7 +46,8 @@ def main() -> None:
     agent.tokenizer.eval()
     agent.world_model.eval()
     ac = agent.actor_critic.train()
-    frames = torch.from_numpy(seen["frames"]).permute(0, 3, 1, 2).float().div(255).view(args.batch, length, 3, *seen["frames"].shape[1:3])
+    frames = torch.from_numpy(seen["frames"]).permute(0, 3, 1, 2).float().div(255)
+    frames = frames.view(args.batch, length, *frames.shape[1:])
     mask = torch.ones(args.batch, length, dtype=torch.bool)
     optimizer = torch.optim.Adam(ac.parameters(), lr=t.lr)
     start = {k: v.clone() for k, v in ac.state_dict().items()}

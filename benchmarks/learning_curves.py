@@ -29,13 +29,13 @@ def main() -> None:
             m = json.loads(line)
             for key in KEYS:
                 if key in m:
-                    rows.append({"run": folder.name, "game": config["game"], "seed": config["seed"], "epoch": m["epoch"],
-                                 "env_steps": m["env_steps"], "metric": key, "value": m[key]})  # fmt: skip
+                    rows.append({"run": folder.name, "game": config["game"], "seed": config["seed"],
+                                 "epoch": m["epoch"], "env_steps": m["env_steps"], "metric": key, "value": m[key]})
         summary = folder / "summary.json"
         if summary.exists():
             s = json.loads(summary.read_text())
             rows.append({"run": folder.name, "game": s["game"], "seed": s["seed"], "epoch": s["epochs"],
-                         "env_steps": s["env_steps"], "metric": "final/return", "value": s["eval_return_mean"]})  # fmt: skip
+                         "env_steps": s["env_steps"], "metric": "final/return", "value": s["eval_return_mean"]})
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with open(args.out.with_suffix(".csv"), "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -61,7 +61,8 @@ def main() -> None:
             for value, name in zip(scores, ("random", "optimal" if game.suite.name == "toy" else "human")):
                 ax.axhline(value, color="grey", linestyle="--", linewidth=1)
                 ax.annotate(name, (0, value), fontsize=8, color="grey", va="bottom")
-        ax.set_title(f"{game.name}: {'test episodes (star: final evaluation)' if key == 'eval/return' else 'training episodes'}")
+        what = "test episodes (star: final evaluation)" if key == "eval/return" else "training episodes"
+        ax.set_title(f"{game.name}: {what}")
         ax.set_xlabel("env steps")
         ax.set_ylabel("return")
         ax.legend(fontsize=8)

@@ -18,7 +18,8 @@ def test_cut_test_episodes_and_pipeline_presets_are_not_scores(registry):
     for preset in ("iris", "fast", "cpu"):
         assert score_caveats(cfg.resolve(preset, "Pong", 0, "vqvae", "scratch", [], registry)) == []
     summary = {"eval_return_mean": -15.0, "human_normalised_score": 0.161, "score_caveats": score_caveats(smoke)}
-    assert marked_score(summary) == "eval return -15.00 (not a score: test episodes cut at 3,000 frames; pipeline preset smoke)"
+    marked = "eval return -15.00 (not a score: test episodes cut at 3,000 frames; pipeline preset smoke)"
+    assert marked_score(summary) == marked
     assert marked_score({**summary, "score_caveats": []}) == "eval return -15.00 (human-normalised 0.161)"
 
 

@@ -835,7 +835,8 @@ def _agent_sections(w: _Writer, runs: list[Run], baseline_names: list[str], reps
     if silent:
         notes.append(f"{len(silent)} run folder(s) have no metrics.jsonl lines, so no curves: {', '.join(silent)}.")
     for departure in sorted(set(df["paper_departures"]) - {""}):
-        notes.append(f"{(df['paper_departures'] == departure).sum()} run(s) depart from the paper's setup: {departure}.")
+        count = (df["paper_departures"] == departure).sum()
+        notes.append(f"{count} run(s) depart from the paper's setup: {departure}.")
 
     lines = [
         "# Agent track",

@@ -42,7 +42,7 @@ from wmbench.plugins import registry
 
 def reference_models(iris: Path, config, num_actions: int, tokens_per_frame: int):
     """The reference's tokenizer and world model at ``config``'s sizes, from the IRIS checkout ``iris``."""
-    sys.path.insert(0, str(iris))
+    importable_reference(iris)
     from src.models.tokenizer import Decoder, Encoder, EncoderDecoderConfig, Tokenizer
     from src.models.transformer import TransformerConfig
     from src.models.world_model import WorldModel
@@ -57,6 +57,77 @@ def reference_models(iris: Path, config, num_actions: int, tokens_per_frame: int
                                     embed_dim=w.embed_dim, embed_pdrop=w.dropout, resid_pdrop=w.dropout,
                                     attn_pdrop=w.dropout)  # fmt: skip
     return tokenizer, WorldModel(t.vocab_size, num_actions, transformer)
+
+
+def importable_reference(iris: Path) -> None:
+    """Make the IRIS checkout importable: as ``src.*`` and by the reference's own top-level names (its modules
+    import ``from dataset import Batch``). Its ``envs`` package imports the old ``gym``, used here for nothing but
+    the base classes its wrappers subclass: where gym is not installed (it does not build here), a module holding
+    empty classes of those names stands in, so that the reference's actor-critic can be imported."""
+    for path in (iris / "src", iris):
+        if str(path) not in sys.path:
+            sys.path.insert(0, str(path))
+    try:
+        import gym  # noqa: F401
+    except ImportError:
+        names = ("Env", "Wrapper", "ObservationWrapper", "RewardWrapper", "ActionWrapper")
+        sys.modules["gym"] = types.SimpleNamespace(**{name: type(name, (), {}) for name in names})
+
+
+def import_reference_actor_critic(iris: Path):
+    """The reference's actor-critic module."""
+    importable_reference(iris)
+    import models.actor_critic
+
+    return models.actor_critic
+
+
+def actor_critic_loss_check(iris: Path, agent, config, frames: torch.Tensor, b: int) -> dict[str, float]:
+    """One actor-critic loss, wmbench's and the reference's, on the same weights and the same imagined batch.
+
+    wmbench imagines a batch from ``b`` real segments (burn-in + 1 frames) with its own DreamEnv, and computes its
+    loss; the reference's ``ActorCritic`` gets the same weights and, through its ``compute_loss``, the same batch:
+    its ``imagine`` is replaced by a replay of wmbench's imagined frames, actions, rewards and ends through the
+    reference network (burn-in on the same reconstructions, under no_grad, as the reference does).
+    """
+    from wmbench.engine.imagination import actor_critic_losses, imagine
+
+    reference = import_reference_actor_critic(iris)
+    t = config.training.actor_critic
+    length = t.burn_in + 1
+    b = min(b, frames.size(0) // length)
+    segments = frames[: b * length].view(b, length, *frames.shape[1:])
+    mask = torch.ones(b, length, dtype=torch.bool)
+    ours_ac = agent.actor_critic.train()
+    torch.manual_seed(0)
+    rollout = imagine(ours_ac, DreamEnv(agent.tokenizer, agent.world_model, torch.Generator().manual_seed(0)),
+                      segments, mask, t.horizon)  # fmt: skip
+    ours = actor_critic_losses(rollout, t.gamma, t.lambda_, t.entropy_weight)
+    ref_ac = reference.ActorCritic(ours_ac.actor_linear.out_features)
+    ref_ac.load_state_dict(ours_ac.state_dict())
+    with torch.no_grad():
+        burn_in = agent.tokenizer.reconstruct(segments[:, :-1].flatten(0, 1)).clamp(0, 1).view_as(segments[:, :-1])
+
+    def replay(batch, tokenizer, world_model, horizon, show_pbar=False):
+        ref_ac.reset(b, burn_in, mask[:, :-1])
+        outputs = [ref_ac(rollout.frames[:, h].float()) for h in range(horizon)]
+        return reference.ImagineOutput(
+            observations=rollout.frames.mul(255).byte(), actions=rollout.actions,
+            logits_actions=torch.cat([o.logits_actions for o in outputs], dim=1),
+            values=torch.cat([o.means_values for o in outputs], dim=1).squeeze(-1),
+            rewards=rollout.rewards, ends=rollout.ends.long(),
+        )  # fmt: skip
+
+    ref_ac.imagine = replay
+    theirs = ref_ac.compute_loss(None, None, None, imagine_horizon=t.horizon, gamma=t.gamma, lambda_=t.lambda_,
+                                 entropy_weight=t.entropy_weight)  # fmt: skip
+    parts = theirs.intermediate_losses
+    return {
+        "actor_critic_loss_diff": ours["total"].item() - theirs.loss_total.item(),
+        "actor_critic_actions_loss_diff": ours["actions"].item() - parts["loss_actions"],
+        "actor_critic_values_loss_diff": ours["values"].item() - parts["loss_values"],
+        "actor_critic_entropy_loss_diff": ours["entropy"].item() - parts["loss_entropy"],
+    }
 
 
 @torch.no_grad()
@@ -79,6 +150,7 @@ def main() -> None:
     parser.add_argument("--batch", type=positive, default=8)
     parser.add_argument("--repeats", type=positive, default=5)
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--checks-only", action="store_true", help="check equal outputs and losses, time nothing")
     args = parser.parse_args()
     if not (args.iris / "src" / "models" / "world_model.py").is_file():
         sys.exit(f"{args.iris} is not a checkout of IRIS (no src/models/world_model.py)")
@@ -126,6 +198,10 @@ def main() -> None:
         given = types.SimpleNamespace(encode=lambda *_, **__: types.SimpleNamespace(tokens=tokens))
         theirs = ref_wm.compute_loss(batch, given)
         checks["loss_diff"] = ours.total.item() - theirs.loss_total.item()
+    checks |= actor_critic_loss_check(args.iris, agent, config, frames, b)
+    if args.checks_only:
+        print(json.dumps(checks))
+        return
 
     # Timings, alternating the two implementations.
     from src.envs.world_model_env import WorldModelEnv

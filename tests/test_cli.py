@@ -29,7 +29,8 @@ def test_describe_iris_matches_reference_counts():
 
 def test_lists():
     games = json.loads(wmbench("list", "games", "--json").stdout)
-    assert len(games) == 26 and {"name": "MsPacman", "suite": "atari", "plugin": "atari"} in games
+    assert len(games) == 27 and {"name": "MsPacman", "suite": "atari", "plugin": "atari"} in games
+    assert {"name": "Catcher", "suite": "toy", "plugin": "toy"} in games
     backbones = {r["name"]: r for r in json.loads(wmbench("list", "backbones", "--json").stdout)}
     assert backbones["scratch"]["plugin"] == "scratch"
     presets = {r["name"] for r in json.loads(wmbench("list", "presets", "--json").stdout)}

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from wmbench import config as cfg
 from wmbench.engine.actor_critic import lambda_returns
 from wmbench.engine.agent import build_agent
 from wmbench.engine.imagination import DreamEnv, actor_critic_losses, imagine, sample
@@ -88,6 +89,44 @@ def test_actor_critic_shapes_and_burn_in_mask(agent):
     torch.testing.assert_close(ac.hx[0], h_short[0])
 
 
+def test_burn_in_carries_no_gradient(agent):
+    """As the reference: the LSTM warms up on real frames under no_grad; gradients come from imagined steps only."""
+    ac = agent.actor_critic.train()
+    ac.reset(2, torch.rand(2, 4, 3, 32, 32), torch.ones(2, 4, dtype=torch.bool))
+    assert not ac.hx.requires_grad and not ac.cx.requires_grad
+    logits, values = ac(torch.rand(2, 3, 32, 32))
+    assert logits.requires_grad and values.requires_grad
+
+
+class _CountingBackbone:
+    """Counts the world model's backbone calls (wraps the real one)."""
+
+    def __init__(self, wm):
+        self.calls, forward = 0, wm.transformer.forward
+
+        def counted(*args, **kwargs):
+            self.calls += 1
+            return forward(*args, **kwargs)
+
+        wm.transformer.forward = counted
+
+
+def test_last_imagined_step_is_one_pass(agent):
+    wm = agent.world_model.eval()
+    dream = DreamEnv(agent.tokenizer, wm, torch.Generator().manual_seed(0))
+    dream.reset(torch.rand(2, 3, 32, 32))
+    counter = _CountingBackbone(wm)
+    frames, _, _ = dream.step(torch.tensor([0, 1]))
+    assert counter.calls == wm.tokens_per_frame + 1 and frames is not None
+    counter.calls = 0
+    frames, rewards, ends = dream.step(torch.tensor([0, 1]), observe=False)
+    assert counter.calls == 1 and frames is None and rewards.shape == ends.shape == (2,)
+    dream.reset(torch.rand(2, 3, 32, 32))
+    counter.calls = 0
+    imagine(agent.actor_critic, dream, torch.rand(2, 3, 3, 32, 32), torch.ones(2, 3, dtype=torch.bool), horizon=3)
+    assert counter.calls == 1 + 2 * (wm.tokens_per_frame + 1) + 1  # the reset's context, 2 full steps, 1 last
+
+
 def _reference_step(wm, history, actions, generator):
     """Imagination without a cache: recompute the whole sequence for every token."""
     seq = torch.cat([history, actions[:, None]], 1)
@@ -165,7 +204,16 @@ def test_replay_reload_drops_what_came_after_the_checkpoint(tmp_path):
     assert again.episodes[1].actions.tolist() == [0, 1, 2]
 
 
-def test_recency_weights_follow_iris():
+def test_episode_sampling_is_uniform_by_default_and_in_the_iris_preset(registry):
+    for preset in ("iris", "smoke"):
+        config = cfg.resolve(preset, "Pong", 0, "vqvae", "scratch", [], registry)
+        assert config.training.sampling_weights == ()
+    store = ReplayStore(None, config.training.sampling_weights)
+    store.episodes = [_episode(1)] * 10
+    assert np.allclose(store._episode_probabilities(), 0.1)
+
+
+def test_recency_weights_option():
     store = ReplayStore(None, (0.125, 0.125, 0.25, 0.5))
     store.episodes = [_episode(1)] * 10
     probs = store._episode_probabilities()

@@ -112,6 +112,50 @@ def test_frame_cap_truncates():
     assert steps[-1][4]["frames"] == 10 and steps[-1][1] == 5.0  # the last step stopped at the cap
 
 
+class FakeLarge(FakeAtari):
+    """16x16 frames of noise that depends on the frame number only."""
+
+    observation_space = gymnasium.spaces.Box(0, 255, (16, 16, 3), np.uint8)
+
+    def _obs(self):
+        return np.random.default_rng(self.t).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+
+
+def test_frames_resized_then_pooled_as_iris():
+    from PIL import Image
+
+    def frame(t):
+        return np.random.default_rng(t).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+
+    pil = [np.asarray(Image.fromarray(frame(t)).resize((8, 8), Image.BILINEAR)) for t in (3, 4)]
+    assert EnvConfig().resize_each_frame  # the default, so the iris preset's
+    env = atari.MaxAndSkip(atari.ResizeBilinear(FakeLarge(), 8), skip=4)
+    env.reset()
+    assert np.array_equal(env.step(0)[0], np.maximum(*pil))
+    other = atari.wrap(FakeLarge(), replace(FAKE, resize_each_frame=False), train=False)
+    other.reset()  # and its one no-op: the step sees frames 2 to 5
+    import cv2
+
+    pooled = cv2.resize(np.maximum(frame(4), frame(5)), (8, 8), interpolation=cv2.INTER_AREA)
+    assert np.array_equal(other.step(0)[0], pooled)
+
+
+def test_train_cap_is_stored_as_an_episode_end(smoke_config, registry, tmp_path):
+    import torch
+
+    from wmbench.engine.agent import build_agent
+    from wmbench.engine.collector import Collector
+    from wmbench.engine.replay import ReplayStore
+
+    env = atari.wrap(FakeAtari(), replace(smoke_config.env, noop_max=1, max_frames_train=25), train=True)
+    agent = build_agent(smoke_config, registry, num_actions=3)
+    store = ReplayStore(None)
+    Collector(env, store, agent, torch.device("cpu"), seed=0).collect(10, 0.0, 1.0, 4, torch.Generator().manual_seed(0))
+    # 1 no-op, then 6 steps of 4 frames: the cap truncates the 6th; the next episode starts after it.
+    assert len(store.episodes[0]) == 6 and store.episodes[0].ends.tolist() == [False] * 5 + [True]
+    assert not store.episodes[1].ends.any()
+
+
 def test_life_loss_ends_train_episodes_and_the_game_goes_on():
     fake = FakeAtari(life_lost_at=(10,), game_over_at=20)
     env = atari.wrap(fake, FAKE, train=True)

@@ -51,6 +51,7 @@ def run(backbone, game, preset, tokenizer, seed, overrides, out, device, bf16, r
     from wmbench.engine.trainer import Trainer
     from wmbench.progress import Progress
     from wmbench.rundir import RunDir
+    from wmbench.score_notes import marked_score
 
     check_device(device)
     with Progress.for_terminal(quiet, click.echo) as progress:
@@ -72,8 +73,7 @@ def run(backbone, game, preset, tokenizer, seed, overrides, out, device, bf16, r
         _stop_after_epoch_on_signal(trainer)
         summary = _fit(trainer, run_dir)
     click.echo(
-        f"done: {summary['env_steps']} env steps, eval return {summary['eval_return_mean']:.2f} "
-        f"(human-normalised {summary['human_normalised_score']:.3f}), {summary['wall_time_s']:.0f}s; "
+        f"done: {summary['env_steps']} env steps, {marked_score(summary)}, {summary['wall_time_s']:.0f}s; "
         f"summary in {run_dir.summary}"
     )
 
@@ -149,6 +149,7 @@ def describe(backbone, game, preset, tokenizer, seed, overrides, init, init_part
     """
     from wmbench import config as cfg
     from wmbench.engine.agent import build_agent
+    from wmbench.score_notes import paper_departures, score_caveats
 
     config = cell_config(preset, game, seed, tokenizer, backbone, overrides, init=init, init_parts=init_parts)
     agent = build_agent(config, registry(), registry().game(config.game).num_actions())
@@ -164,6 +165,8 @@ def describe(backbone, game, preset, tokenizer, seed, overrides, init, init_part
         "parameters": agent.parameter_counts(),
         "backbone": {"name": config.backbone.name, **agent.world_model.transformer.describe()},
         "tokenizer": {"name": config.tokenizer.name, **agent.tokenizer.describe()},
+        "paper_departures": paper_departures(agent.tokenizer.describe()),
+        "score_caveats": score_caveats(config),
         "config": cfg.to_dict(config),
     }
     if as_json:
@@ -177,5 +180,7 @@ def describe(backbone, game, preset, tokenizer, seed, overrides, init, init_part
         click.echo(f"  {name:<13} {counts['total']:>12,} parameters, {counts['trainable']:>12,} trainable")
     for part in ("backbone", "tokenizer"):
         click.echo(f"  {part}: " + ", ".join(f"{k}={v}" for k, v in data[part].items()))
+    for note in data["paper_departures"] + [f"not a score: {c}" for c in data["score_caveats"]]:
+        click.echo(f"  {note}")
 
 

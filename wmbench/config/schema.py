@@ -27,6 +27,9 @@ class EnvConfig:
     """Training episodes are cut after this many emulator frames."""
     max_frames_test: int = 108_000
     """Evaluation episodes are cut after this many emulator frames."""
+    resize_each_frame: bool = True
+    """IRIS's order: every emulator frame is resized to size x size (PIL bilinear), then the last two frames of a
+    skip are max-pooled. False: max-pool at full resolution, then resize once with cv2 INTER_AREA (baselines)."""
 
 
 @dataclass(frozen=True)
@@ -102,7 +105,8 @@ class ActorCriticTrainConfig:
     lr: float = 1e-4
     grad_clip: float = 10.0
     burn_in: int = 20
-    """Real frames fed to the LSTM (and the world model's context) before imagining."""
+    """Real frames (their reconstructions) fed to the LSTM, without gradients, before imagining; the world model
+    starts from the last real frame alone."""
     horizon: int = 20
     """Imagined steps per trajectory."""
     gamma: float = 0.995
@@ -115,8 +119,10 @@ class TrainingConfig:
     """The epoch schedule."""
 
     epochs: int = 600
-    sampling_weights: tuple[float, ...] = (0.125, 0.125, 0.25, 0.5)
-    """Episode sampling weights per recency bucket, oldest first (empty: uniform)."""
+    sampling_weights: tuple[float, ...] = ()
+    """Episode sampling weights per recency bucket, oldest first. Empty (the default, and IRIS's): every stored
+    episode equally likely. Recency weights such as ``[0.125, 0.125, 0.25, 0.5]`` are an option, not the paper's:
+    the reference's weights only applied while it held no more episodes than weights, then were removed."""
     collect: CollectConfig = field(default_factory=CollectConfig)
     tokenizer: TokenizerTrainConfig = field(default_factory=TokenizerTrainConfig)
     world_model: WorldModelTrainConfig = field(default_factory=WorldModelTrainConfig)

@@ -27,13 +27,15 @@ class ActorCritic(nn.Module):
         self.cx: torch.Tensor | None = None
 
     def reset(self, batch_size: int, burn_in: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> None:
-        """Zero the LSTM state, then feed ``burn_in [B, T, 3, H, W]`` frames where ``mask [B, T]`` holds."""
+        """Zero the LSTM state, then feed ``burn_in [B, T, 3, H, W]`` frames where ``mask [B, T]`` holds, without
+        gradients (as the reference: the actor-critic learns from imagined steps only)."""
         weight = self.lstm.weight_hh
         self.hx = weight.new_zeros(batch_size, self.lstm_dim)
         self.cx = weight.new_zeros(batch_size, self.lstm_dim)
         if burn_in is not None:
-            for t in range(burn_in.size(1)):
-                self(burn_in[:, t], None if mask is None else mask[:, t])
+            with torch.no_grad():
+                for t in range(burn_in.size(1)):
+                    self(burn_in[:, t], None if mask is None else mask[:, t])
 
     def reset_rows(self, rows: torch.Tensor) -> None:
         """Zero the LSTM state of the rows marked True (an environment that started a new episode)."""

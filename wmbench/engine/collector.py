@@ -91,11 +91,13 @@ class Collector:
         for _ in range(num_steps):
             action = int(self.agent.act(to_frames([self.obs], self.device), temperature, epsilon, generator)[0])
             next_obs, reward, terminated, truncated, _ = self.env.step(action)
-            for key, value in (("frames", self.obs), ("actions", action), ("rewards", reward), ("ends", terminated)):
+            # The train cap (a truncation) is stored as an end too, as IRIS's gym TimeLimit and dataset do.
+            done = terminated or truncated
+            for key, value in (("frames", self.obs), ("actions", action), ("rewards", reward), ("ends", done)):
                 self.steps[key].append(value)
             self.episode_return += reward
             self.obs = next_obs
-            if terminated or truncated:
+            if done:
                 returns.append(self.episode_return)
                 self._commit()
                 self._start_episode()

@@ -1,8 +1,9 @@
 """Imagination: the world model as a batched environment, and actor-critic rollouts inside it.
 
 One imagined step costs ``K + 1`` sequential backbone calls with the cache: the action token (reward and
-end are sampled there, and the first observation token), then the K observation tokens one by one. When
-the cache cannot take another block, it is rebuilt from the current frame alone, as the reference does.
+end are sampled there, and the first observation token), then the K observation tokens one by one. The last
+step of a rollout only needs its reward and end: one call, as the reference does. When the cache cannot take
+another block, it is rebuilt from the current frame alone, as the reference does.
 """
 
 from __future__ import annotations
@@ -44,14 +45,22 @@ class DreamEnv:
         self.world_model(self.obs_tokens, self.cache)
 
     @torch.no_grad()
-    def step(self, actions: torch.Tensor, decode: bool = True) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
-        """Imagine one step for ``actions [B]``: next frames (or None), rewards in {-1, 0, 1}, ends."""
+    def step(
+        self, actions: torch.Tensor, decode: bool = True, observe: bool = True,
+    ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+        """Imagine one step for ``actions [B]``: next frames (or None), rewards in {-1, 0, 1}, ends.
+
+        ``observe=False`` (a rollout's last step) samples the reward and end only: one backbone call, no
+        observation tokens, no frame; the env then cannot step again until ``reset``."""
         wm = self.world_model
         if self.cache.num_tokens + wm.tokens_per_block > wm.transformer.max_tokens:
             self._refresh()
         hidden = wm(actions[:, None], self.cache)[:, -1]
         rewards = sample(wm.head_rewards(hidden), self.generator).float() - 1
         ends = sample(wm.head_ends(hidden), self.generator).bool()
+        if not observe:
+            self.obs_tokens = self.cache = None
+            return None, rewards, ends
         tokens = []
         for k in range(wm.tokens_per_frame):
             tokens.append(sample(wm.head_observations(hidden), self.generator))
@@ -81,8 +90,8 @@ def imagine(
 ) -> Rollout:
     """Roll the actor-critic out in imagination from real segments ``frames [B, T, 3, H, W]``.
 
-    The first T - 1 frames (reconstructed) burn in the LSTM; the world model starts from the last one.
-    Gradients flow into the actor-critic only.
+    The first T - 1 frames (reconstructed) burn in the LSTM without gradients; the world model starts from the
+    last one. Gradients flow into the actor-critic only, and only through the imagined steps.
     """
     with torch.no_grad():
         burn_in = dream.tokenizer.reconstruct(frames[:, :-1].flatten(0, 1)).view_as(frames[:, :-1])
@@ -96,7 +105,7 @@ def imagine(
         out["actions"].append(actions)
         out["logits"].append(logits)
         out["values"].append(values)
-        obs, rewards, ends = dream.step(actions, decode=h < horizon - 1)
+        obs, rewards, ends = dream.step(actions, observe=h < horizon - 1)
         out["rewards"].append(rewards)
         out["ends"].append(ends)
     return Rollout(**{k: torch.stack(v, dim=1) for k, v in out.items()})

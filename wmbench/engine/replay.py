@@ -13,7 +13,10 @@ from wmbench import files
 
 @dataclass
 class Episode:
-    """One episode: frames ``uint8 [T, 3, H, W]``, actions, rewards (unclipped) and ends, each ``[T]``."""
+    """One episode: frames ``uint8 [T, 3, H, W]``, actions, rewards (unclipped) and ends, each ``[T]``.
+
+    ``ends`` is True at the episode's last step, whatever ended it: a termination, a life loss (training) or
+    the training cap of ``env.max_frames_train`` frames, as IRIS's dataset stores them."""
 
     frames: torch.Tensor
     actions: torch.Tensor
@@ -75,7 +78,8 @@ class ReplayStore:
                 path.unlink()
 
     def _episode_probabilities(self) -> np.ndarray:
-        """Uniform, or per-recency-bucket weights as IRIS samples (the newest bucket takes the remainder)."""
+        """Uniform (IRIS), or per-recency-bucket weights, an option of wmbench's (the newest bucket takes the
+        remainder; uniform while there are fewer episodes than buckets)."""
         n, w = len(self.episodes), self.sampling_weights
         if not w or n < len(w):
             return np.full(n, 1.0 / n)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from wmbench import checkpoints
+from wmbench import checkpoints, score_notes
 from wmbench import config as cfg
 from wmbench.engine.agent import Agent, build_agent
 from wmbench.engine.collector import Collector, evaluate
@@ -360,6 +360,8 @@ class Trainer:
             "eval_returns": returns,
             "eval_return_mean": mean,
             "human_normalised_score": self.game.human_normalised(mean),
+            "score_caveats": score_notes.score_caveats(c),
+            "paper_departures": score_notes.paper_departures(self.agent.tokenizer.describe()),
             "wall_time_s": round(self.wall_time, 2),
             "parameters": self.agent.parameter_counts(),
             "backbone_info": self.agent.world_model.transformer.describe(),

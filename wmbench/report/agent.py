@@ -55,6 +55,8 @@ def runs_table(runs: Sequence[Run]):
                 "eval_episodes": len(s.get("eval_returns") or []),
                 "eval_return_mean": float(s["eval_return_mean"]),
                 "human_normalised_score": registry().game(game).human_normalised(float(s["eval_return_mean"])),
+                "score_caveats": "; ".join(s.get("score_caveats") or []),
+                "paper_departures": "; ".join(s.get("paper_departures") or []),
                 "wall_time_s": s.get("wall_time_s"),
                 "imagined_frames_per_s": _last(r.metrics, IMAGINED_FPS),
                 "peak_cpu_rss_mb": memory.get("cpu_rss_mb"),
@@ -122,9 +124,14 @@ class Scores:
 def score_matrices(df, methods: Sequence[str], baseline_names: Sequence[str]) -> Scores:
     """Matrices of the runs' and the baselines' human-normalised scores over the games all methods ran."""
     human = published.human_scores()
+    notes = []
+    if baseline_names and "score_caveats" in df and (df["score_caveats"] != "").any():
+        cut = df[df["score_caveats"] != ""]
+        notes.append(f"{len(cut)} run(s) left out of the aggregates beside published rows, their returns not being "
+                     f"scores: {'; '.join(sorted(set(cut['score_caveats'])))}.")
+        df = df[df["score_caveats"] == ""]
     covered = [set(df.loc[df["method"] == m, "game"]) for m in methods]
     games = [g for g in human if all(g in c for c in covered)]
-    notes = []
     if len(games) < len(human):
         notes.append(
             f"Aggregates are over the {len(games)} game(s) every backbone ran ({', '.join(games) or 'none'}), "

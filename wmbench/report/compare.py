@@ -192,6 +192,9 @@ def _agent_sections(w: _Writer, runs: list[Run], baseline_names: list[str], reps
     silent = [str(r.path) for r in runs if not r.metrics]
     if silent:
         notes.append(f"{len(silent)} run folder(s) have no metrics.jsonl lines, so no curves: {', '.join(silent)}.")
+    for departure in sorted(set(df["paper_departures"]) - {""}):
+        count = (df["paper_departures"] == departure).sum()
+        notes.append(f"{count} run(s) depart from the paper's setup: {departure}.")
 
     lines = [
         "# Agent track",

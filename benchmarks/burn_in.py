@@ -16,7 +16,8 @@ import types
 import torch
 
 from wmbench import config as cfg
-from wmbench.bench import ale_rollout, optimizer_step
+from wmbench.bench.measure import ale_rollout
+from wmbench.engine.optim import optimizer_step
 from wmbench.engine.actor_critic import ActorCritic
 from wmbench.engine.agent import build_agent
 from wmbench.engine.imagination import DreamEnv, actor_critic_losses, imagine

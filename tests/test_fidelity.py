@@ -35,7 +35,8 @@ def test_lpips_off_is_said(registry):
 
 def test_compare_keeps_cut_scores_out_of_aggregates_beside_published(tmp_path):
     pytest.importorskip("pandas")
-    from wmbench.report.compare import load_run, runs_table, score_matrices
+    from wmbench.report.agent import runs_table, score_matrices
+    from wmbench.report.runs import load_run
 
     folders = []
     for seed in (0, 1):

@@ -349,6 +349,7 @@ class Trainer:
             "peak_memory": peak_memory_mb(self.device),
             "device": str(self.device),
             "bf16": c.bf16,
+            "probe": c.probe,
             "host": {"platform": platform.platform(), "python": platform.python_version(), "threads": torch.get_num_threads()},
             "packages": package_versions(),
         }

@@ -19,6 +19,7 @@ from torch import nn
 from wmbench import checkpoints
 from wmbench import config as cfg
 from wmbench.engine.agent import Agent, build_agent
+from wmbench.engine.backbone import Backbone
 from wmbench.engine.collector import Collector, evaluate
 from wmbench.engine.imagination import DreamEnv, actor_critic_losses, imagine
 from wmbench.engine.replay import ReplayStore
@@ -57,10 +58,13 @@ def world_model_optimizer(model: nn.Module, lr: float, weight_decay: float) -> t
     for module in model.modules():
         if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)) and module.weight.requires_grad:
             decay.add(id(module.weight))
-    params = [p for p in model.parameters() if p.requires_grad]
+    own = [g for m in model.modules() if isinstance(m, Backbone) for g in m.optimizer_groups(lr, weight_decay)]
+    claimed = {id(p) for g in own for p in g["params"]}
+    params = [p for p in model.parameters() if p.requires_grad and id(p) not in claimed]
     groups = [
         {"params": [p for p in params if id(p) in decay], "weight_decay": weight_decay},
         {"params": [p for p in params if id(p) not in decay], "weight_decay": 0.0},
+        *own,
     ]
     return torch.optim.AdamW(groups, lr=lr)
 
@@ -214,7 +218,7 @@ class Trainer:
         start = time.perf_counter()
         for _ in range(t.steps_per_epoch):
             batch = self._sample(t.batch_size, t.burn_in + 1, False)
-            with self._autocast():
+            with self._autocast(), self.agent.world_model.transformer.rollout():
                 rollout = imagine(self.agent.actor_critic, dream, batch["frames"], batch["mask"], t.horizon)
                 losses = actor_critic_losses(rollout, t.gamma, t.lambda_, t.entropy_weight)
             self._step("actor_critic", losses["total"], t.grad_clip)

@@ -12,8 +12,8 @@ import zipfile
 import pytest
 import torch
 
-from wmbench.errors import WmbenchError
 from wmbench.engine.probe import probe_backbone
+from wmbench.errors import WmbenchError
 from wmbench.testing import check_backbone, tiny_shape
 
 transformers = pytest.importorskip("transformers")

@@ -236,7 +236,7 @@ class LLMBackbone(Backbone):
             "revision": self.revision,
             "d_model": self.d_model,
             "max_tokens": self.max_tokens,
-            "max_positions": self.model.config.max_position_embeddings,
+            "max_positions": getattr(self.model.config, "max_position_embeddings", None),
             "parameters": parameter_count(self),
             "trainable_parameters": parameter_count(self, trainable=True),
             "token_table_parameters": self.model.get_input_embeddings().weight.numel(),

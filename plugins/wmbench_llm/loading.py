@@ -22,7 +22,13 @@ LORA_VARIANTS = ("lora", "dora", "rslora")
 CACHE_KEYWORDS = ("cache", "past_key_values")
 """The keyword a model's forward takes its key/value cache by: ``cache`` in transformers 5 (where
 ``past_key_values`` is a deprecated alias), ``past_key_values`` before."""
-SUPPORTED = "decoder-only transformers (Llama, GPT-2, ...) and BERT/RoBERTa-style encoders run as decoders"
+LORA_EXCLUDED = {"mamba": ["out_proj", "dt_proj"], "mamba2": ["out_proj"]}
+"""Linear layers that peft cannot adapt in a family (or whose weight the forward reads directly, bypassing an
+adapter), left out of ``all-linear``."""
+SUPPORTED = (
+    "decoder-only transformers (Llama, GPT-2, ...), BERT/RoBERTa-style encoders run as decoders, and state-space "
+    "models with a transformers cache (Mamba, Mamba-2)"
+)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -63,28 +69,16 @@ def without_dropout(config) -> None:
 
 
 def cache_keyword(model, name: str) -> str:
-    """The keyword ``model``'s forward takes its key/value cache by; refuses a model that takes none (RWKV,
-    Mamba: a model silently drops keywords it does not know, and its cache would stay empty)."""
+    """The keyword ``model``'s forward takes its cache by; refuses a model that takes none (RWKV: a model
+    silently drops keywords it does not know, and its cache would stay empty)."""
     parameters = inspect.signature(type(model).forward).parameters
     for keyword in CACHE_KEYWORDS:
         if keyword in parameters:
             return keyword
     raise WmbenchError(
-        f"{name} ({model.config.model_type}) takes no key/value cache (its forward has no "
+        f"{name} ({model.config.model_type}) takes no transformers cache (its forward has no "
         f"{' or '.join(CACHE_KEYWORDS)} argument): supported are {SUPPORTED}"
     )
-
-
-def check_kv_cache(config, name: str) -> None:
-    """Refuse a model whose cache holds a recurrent state rather than keys and values (Mamba, Mamba-2)."""
-    transformers = import_module("transformers")
-    try:
-        transformers.DynamicCache(config=config).get_seq_length()
-    except ValueError as exc:
-        raise WmbenchError(
-            f"{name} ({config.model_type}) keeps a recurrent state, not a key/value cache: not supported by the "
-            f"llm-* backbones yet; supported are {SUPPORTED}"
-        ) from exc
 
 
 def check_width(model, name: str) -> None:
@@ -173,18 +167,23 @@ def add_lora(model, options: LLMOptions):
     """peft LoRA (or DoRA, rsLoRA) on ``model``; its base weights are frozen. Returns the peft model and the
     (last) names of the modules adapted."""
     peft = import_module("peft")
+    targets = lora_targets(model, options.lora_targets)
     config = peft.LoraConfig(
         r=options.lora_rank,
         lora_alpha=options.lora_alpha,
         lora_dropout=options.lora_dropout,
-        target_modules=lora_targets(model, options.lora_targets),
+        target_modules=targets,
+        exclude_modules=LORA_EXCLUDED.get(model.config.model_type) if targets == "all-linear" else None,
         fan_in_fan_out=any(type(m).__name__ == "Conv1D" for m in model.modules()),  # GPT-2 stores weights transposed
         use_dora=options.lora_variant == "dora",
         use_rslora=options.lora_variant == "rslora",
     )
     with warnings.catch_warnings():  # peft calls a transformers method deprecated in v5; nothing for users to do
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
-        peft_model = peft.get_peft_model(model, config)
+        try:
+            peft_model = peft.get_peft_model(model, config)
+        except ValueError as exc:  # a module peft cannot adapt in this family
+            raise WmbenchError(f"backbone.lora_targets: {_first_line(exc)}") from exc
     return peft_model, sorted({name.rsplit(".", 1)[-1] for name in peft_model.peft_config["default"].target_modules})
 
 
@@ -223,7 +222,6 @@ def build_backbone(options: LLMOptions, mode: str, shape=None):
     model = load_model(source, config, options, quantization)
     check_width(model, options.model)
     keyword = cache_keyword(model, options.model)
-    check_kv_cache(config, options.model)
     facts: dict[str, Any] = {
         "model": options.model,
         "architecture": config.model_type,

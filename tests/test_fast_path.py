@@ -19,7 +19,10 @@ from wmbench_vqvae.nets import AttnBlock
 BACKBONES = [
     ("scratch", []),
     pytest.param("llm-frozen", ["backbone.model=tiny-llama", "backbone.pretrained=false"], marks=pytest.mark.slow),
+    pytest.param("llm-lora", ["backbone.model=tiny-llama", "backbone.pretrained=false"], marks=pytest.mark.slow),
+    pytest.param("llm-qlora", ["backbone.model=tiny-gpt2", "backbone.pretrained=false"], marks=pytest.mark.slow),
 ]
+"""The llm-* imaginations run in the backbone's rollout() (adapters merged, 4-bit weights dequantised)."""
 
 
 def plain_imagination(tokenizer, wm, frames, actions, generator):
@@ -49,6 +52,10 @@ def test_cached_imagination_equals_recomputing_the_sequence(registry, backbone, 
     config = cfg.resolve("smoke", "Pong", 0, "vqvae", backbone, ["world_model.max_blocks=4", *overrides], registry)
     torch.manual_seed(0)
     agent = build_agent(config, registry, num_actions=6).eval()
+    with torch.no_grad():  # trained adapters, not LoRA's zero start: the merged weights must carry them
+        for name, p in agent.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0.0, 0.05)
     frames = torch.rand(3, 3, 32, 32)
     steps = 7  # (4 blocks x 17 - 16) // 17 = 3 steps fit before the cache is rebuilt: two rebuilds
     actions = torch.randint(6, (steps, 3), generator=torch.Generator().manual_seed(1))
@@ -57,7 +64,8 @@ def test_cached_imagination_equals_recomputing_the_sequence(registry, backbone, 
         dream = DreamEnv(agent.tokenizer, agent.world_model, torch.Generator().manual_seed(2))
         dream.reset(frames)
         for action, (frame, rewards, ends, tokens) in zip(actions, expected):
-            got = dream.step(action)
+            with agent.world_model.transformer.rollout():
+                got = dream.step(action)
             assert torch.equal(dream.obs_tokens, tokens)
             assert torch.equal(got[1], rewards) and torch.equal(got[2], ends)
             torch.testing.assert_close(got[0], frame)

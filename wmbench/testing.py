@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from wmbench.engine.backbone import Backbone, BackboneShape
+from wmbench.engine.probe import causal_change, check_causal, run_chunks
 from wmbench.engine.tokenizer import Tokenizer
 
 
@@ -34,10 +35,17 @@ def _close(a: torch.Tensor, b: torch.Tensor, atol: float, what: str) -> None:
 
 
 def _run_chunks(backbone: Backbone, x: torch.Tensor, chunk: int) -> torch.Tensor:
-    cache = backbone.new_cache(x.size(0))
-    outs = [backbone(x[:, i : i + chunk], cache) for i in range(0, x.size(1), chunk)]
-    assert cache.num_tokens == x.size(1), f"cache holds {cache.num_tokens} tokens after {x.size(1)}"
-    return torch.cat(outs, dim=1)
+    return run_chunks(backbone, x, (chunk,))
+
+
+def _cache_in_dtype(backbone: Backbone, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The chunked cached forward after ``.to(dtype)``, failing with a named message if the cache kept another dtype."""
+    try:
+        out = _run_chunks(backbone, x, 3)
+    except RuntimeError as exc:
+        raise AssertionError(f"cache after .to({dtype}): new_cache() must follow the module's dtype ({exc})") from exc
+    assert out.dtype == dtype, f"cache after .to({dtype}): cached output is {out.dtype} (cache left in another dtype?)"
+    return out
 
 
 def _trainable(module: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
@@ -75,14 +83,12 @@ def check_backbone(
     assert full.dtype == x.dtype, f"output dtype {full.dtype} for input dtype {x.dtype}"
     assert torch.isfinite(full).all(), "non-finite outputs"
 
-    # Causality: changing token s changes nothing before s, and does change s.
-    with torch.no_grad():
-        for s in (t // 2, t - 1):
-            x2 = x.clone()
-            x2[:, s] += torch.randn_like(x2[:, s])
-            out2 = model(x2)
-            _close(out2[:, :s], full[:, :s], atol, f"causality: changing token {s} changed earlier outputs")
-            assert (out2[:, s] - full[:, s]).abs().max() > atol, f"output at {s} ignores its own input"
+    # Causality, in eval mode and in train mode (where dropout or batch statistics over time could leak):
+    # changing token s changes nothing before s, and does change s.
+    for s in (t // 2, t - 1):
+        for train in (False, True):
+            check_causal(model, x, s, train=train, atol=atol)
+        assert causal_change(model, x, s, train=False)[1] > atol, f"output at {s} ignores its own input"
 
     # Incremental decoding with the cache equals the full forward, for several chunk sizes.
     with torch.no_grad():
@@ -136,7 +142,7 @@ def check_backbone(
             out = moved(x.to(dtype))
             assert out.dtype == dtype, f"after .to({dtype}) the output is {out.dtype}"
             _close(out, changed, loose, f"outputs after .to({dtype})")
-            _close(_run_chunks(moved, x.to(dtype), 3), out, loose, f"cache after .to({dtype}) != full forward")
+            _close(_cache_in_dtype(moved, x.to(dtype), dtype), out, loose, f"cache after .to({dtype}) != full forward")
         if torch.cuda.is_available() and device == "cpu":
             moved = copy.deepcopy(model).to("cuda")
             out = moved(x.cuda())

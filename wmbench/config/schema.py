@@ -200,6 +200,8 @@ class RunConfig:
     init_parts: tuple[str, ...] = ("tokenizer", "world_model", "actor_critic")
     loggers: tuple[str, ...] = ()
     """Plugins whose run-observer hooks see this run, such as the built-in loggers ``tensorboard`` and ``wandb``."""
+    probe: bool = True
+    """Probe the backbone before training (causality in eval and train mode, cache equal to a full forward)."""
 
 
 PLUGIN_SECTIONS = ("tokenizer", "backbone")

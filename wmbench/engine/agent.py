@@ -9,6 +9,7 @@ from wmbench.config import RunConfig
 from wmbench.engine.actor_critic import ActorCritic
 from wmbench.engine.backbone import Backbone, BackboneShape
 from wmbench.engine.imagination import sample
+from wmbench.engine.probe import probe_backbone
 from wmbench.engine.tokenizer import Tokenizer
 from wmbench.engine.world_model import WorldModel
 from wmbench.errors import WmbenchError
@@ -69,6 +70,8 @@ def build_agent(config: RunConfig, registry: Registry, num_actions: int) -> Agen
         raise WmbenchError(f"backbone plugin {bb_entry.plugin!r} built a {type(backbone).__name__}, not a Backbone")
     if backbone.max_tokens < 2 * shape.tokens_per_block:
         raise WmbenchError(f"backbone {bb_entry.name!r} takes {backbone.max_tokens} tokens, fewer than two frames")
+    if config.probe:
+        probe_backbone(backbone, bb_entry.name, registry.plugins[bb_entry.plugin].distribution)
     world_model = WorldModel(backbone, tokenizer.vocab_size, tokenizer.tokens_per_frame, num_actions)
     actor_critic = ActorCritic(config.actor_critic, num_actions, config.env.size)
     return Agent(tokenizer, world_model, actor_critic)

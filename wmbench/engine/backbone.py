@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -65,3 +66,13 @@ class Backbone(nn.Module):
     def describe(self) -> dict[str, Any]:
         """Facts for summaries (model name, revision, quantisation, ...); JSON-ready."""
         return {}
+
+    def optimizer_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]:
+        """Optimiser parameter groups (own ``lr``, ``weight_decay``) for some of its trainable parameters; the others
+        follow the world model's rule. Default: none."""
+        return []
+
+    def rollout(self) -> contextlib.AbstractContextManager[None]:
+        """A context for no-gradient rollouts (imagination), in which a backbone may run faster inference weights
+        that compute the same function. Default: nothing changes."""
+        return contextlib.nullcontext()

@@ -19,6 +19,7 @@ from torch import nn
 from wmbench import checkpoints, score_notes
 from wmbench import config as cfg
 from wmbench.engine.agent import Agent, build_agent
+from wmbench.engine.backbone import Backbone
 from wmbench.engine.collector import Collector, evaluate
 from wmbench.engine.imagination import DreamEnv, actor_critic_losses, imagine
 from wmbench.engine.optim import optimizer_step
@@ -59,10 +60,13 @@ def world_model_optimizer(model: nn.Module, lr: float, weight_decay: float) -> t
     for module in model.modules():
         if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)) and module.weight.requires_grad:
             decay.add(id(module.weight))
-    params = [p for p in model.parameters() if p.requires_grad]
+    own = [g for m in model.modules() if isinstance(m, Backbone) for g in m.optimizer_groups(lr, weight_decay)]
+    claimed = {id(p) for g in own for p in g["params"]}
+    params = [p for p in model.parameters() if p.requires_grad and id(p) not in claimed]
     groups = [
         {"params": [p for p in params if id(p) in decay], "weight_decay": weight_decay},
         {"params": [p for p in params if id(p) not in decay], "weight_decay": 0.0},
+        *own,
     ]
     return torch.optim.AdamW(groups, lr=lr)
 
@@ -214,7 +218,7 @@ class Trainer:
         start = time.perf_counter()
         for _ in self.progress.track(range(t.steps_per_epoch), f"epoch {self.epoch}: actor-critic"):
             batch = self._sample(t.batch_size, t.burn_in + 1, False)
-            with self.autocast():
+            with self.autocast(), self.agent.world_model.transformer.rollout():
                 rollout = imagine(self.agent.actor_critic, dream, batch["frames"], batch["mask"], t.horizon)
                 losses = actor_critic_losses(rollout, t.gamma, t.lambda_, t.entropy_weight)
             self._step("actor_critic", losses["total"], t.grad_clip)
@@ -369,6 +373,7 @@ class Trainer:
             "peak_memory": peak_memory_mb(self.device),
             "device": str(self.device),
             "bf16": c.bf16,
+            "probe": c.probe,
             "host": {"platform": platform.platform(), "python": platform.python_version(), "threads": torch.get_num_threads()},
             "packages": package_versions(),
         }

@@ -1,0 +1,121 @@
+"""The build-time probe: before a run trains, its backbone proves on random embeddings that it is causal (in eval
+and in train mode) and that its cache gives what a full forward gives. The conformance kit checks the same
+properties through the same functions, at length."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+
+import torch
+
+from wmbench.engine.backbone import Backbone
+from wmbench.errors import WmbenchError
+
+
+class ProbeFailure(AssertionError):
+    """A backbone property that does not hold; the message names it."""
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [""])[0]
+
+
+@contextlib.contextmanager
+def _mode(backbone: Backbone, train: bool) -> Iterator[None]:
+    """``backbone`` in train or eval mode, without gradients; its mode, buffers (running statistics) and the global
+    random state are as they were afterwards."""
+    was_training = backbone.training
+    buffers = {name: b.clone() for name, b in backbone.named_buffers()}
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            backbone.train(train)
+            yield
+    finally:
+        backbone.train(was_training)
+        with torch.no_grad():
+            for name, b in backbone.named_buffers():
+                if name in buffers:
+                    b.copy_(buffers[name])
+
+
+def _seeded(backbone: Backbone, x: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """One forward with the random state reset first, so train-mode dropout draws the same masks each call."""
+    torch.manual_seed(seed)
+    if x.is_cuda:
+        torch.cuda.manual_seed_all(seed)
+    return backbone(x)
+
+
+def causal_change(backbone: Backbone, x: torch.Tensor, position: int, *, train: bool) -> tuple[float, float]:
+    """Change token ``position`` of ``x``; returns how much the outputs before it and at it changed (max abs)."""
+    changed = x.clone()
+    changed[:, position] = -x[:, position].roll(1, dims=-1)
+    with _mode(backbone, train):
+        before, after = _seeded(backbone, x), _seeded(backbone, changed)
+    earlier = (after[:, :position] - before[:, :position]).abs().max().item() if position else 0.0
+    return earlier, (after[:, position] - before[:, position]).abs().max().item()
+
+
+def check_causal(backbone: Backbone, x: torch.Tensor, position: int, *, train: bool, atol: float) -> None:
+    """Changing token ``position`` changes no earlier output, in the mode given."""
+    earlier, _ = causal_change(backbone, x, position, train=train)
+    if earlier > atol:
+        mode = "train" if train else "eval"
+        raise ProbeFailure(
+            f"causality in {mode} mode: changing token {position} changed earlier outputs by {earlier:.3g} > {atol:.3g}"
+        )
+
+
+def run_chunks(backbone: Backbone, x: torch.Tensor, sizes: Sequence[int]) -> torch.Tensor:
+    """``x`` fed through one cache in chunks of ``sizes`` (the last repeated until ``x`` is used up), checking after
+    each call that the cache grew by the tokens fed."""
+    cache = backbone.new_cache(x.size(0))
+    outs, start, i = [], 0, 0
+    while start < x.size(1):
+        chunk = x[:, start : start + sizes[min(i, len(sizes) - 1)]]
+        outs.append(backbone(chunk, cache))
+        start, i = start + chunk.size(1), i + 1
+        if cache.num_tokens != start:
+            raise ProbeFailure(f"cache: holds {cache.num_tokens} tokens after {start} were fed")
+    return torch.cat(outs, dim=1)
+
+
+def check_cache(backbone: Backbone, x: torch.Tensor, full: torch.Tensor, sizes: Sequence[int], atol: float) -> None:
+    """A forward in chunks of ``sizes`` through the cache equals ``full``, the full forward of ``x``."""
+    err = (run_chunks(backbone, x, sizes).float() - full.float()).abs().max().item()
+    if err > atol:
+        raise ProbeFailure(f"cache: chunks of {list(sizes)} differ from the full forward by {err:.3g} > {atol:.3g}")
+
+
+def probe(backbone: Backbone, *, length: int = 16, batch: int = 2) -> None:
+    """The build-time checks, cheap (a few forwards of ``length`` tokens): raises :class:`ProbeFailure`."""
+    weight = next((p for p in backbone.parameters() if p.is_floating_point()), None)
+    dtype, device = (torch.float32, "cpu") if weight is None else (weight.dtype, weight.device)
+    t = min(length, backbone.max_tokens)
+    x = torch.randn(batch, t, backbone.d_model, generator=torch.Generator().manual_seed(0)).to(device, dtype)
+    with _mode(backbone, train=False):
+        full = backbone(x)
+    if tuple(full.shape) != tuple(x.shape):
+        raise ProbeFailure(f"shape: output {tuple(full.shape)} for input {tuple(x.shape)}")
+    atol = (1e-3 if dtype == torch.float32 else 5e-2) * (1 + full.float().abs().max().item())
+    for train in (False, True):
+        for position in (t // 2, t - 1):
+            check_causal(backbone, x, position, train=train, atol=atol)
+    with _mode(backbone, train=False):
+        check_cache(backbone, x, full, (1, 4, 3), atol)
+
+
+def probe_backbone(backbone: Backbone, name: str, package: str) -> None:
+    """:func:`probe`, with any failure as one line naming the backbone, its package and the property."""
+    try:
+        probe(backbone)
+    except ProbeFailure as exc:
+        problem = str(exc)
+    except Exception as exc:  # noqa: BLE001 (a backbone that crashes on random embeddings fails the probe too)
+        problem = f"{type(exc).__name__}: {_first_line(exc)}"
+    else:
+        return
+    raise WmbenchError(
+        f"backbone {name!r} from package {package!r} failed the build-time probe: {problem} (skip: --set probe=false)"
+    )

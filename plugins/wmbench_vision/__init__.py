@@ -13,9 +13,6 @@ from dataclasses import dataclass
 
 from wmbench.hookspecs import hookimpl
 
-MODES = ("frozen", "lora", "full")
-
-
 @dataclass(frozen=True)
 class _Weights:
     """Where the library model's weights come from (shared by all four)."""

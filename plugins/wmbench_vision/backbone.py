@@ -19,7 +19,8 @@ from wmbench.engine.agent import parameter_count
 from wmbench.engine.backbone import Backbone, BackboneShape
 from wmbench.errors import WmbenchError
 from wmbench.plugins import import_module
-from wmbench_vision import MODES, models
+import wmbench_vision.models as models
+from wmbench_vision.models import MODES
 
 DEFAULT_TARGETS = {"timm": ("qkv", "proj"), "open_clip": ("out_proj", "c_fc", "c_proj")}
 

@@ -13,6 +13,9 @@ from torch import nn
 from wmbench.errors import WmbenchError
 from wmbench.plugins import import_module
 
+MODES = ("frozen", "lora", "full")
+"""How a pretrained model trains: not at all, through LoRA adapters, or every weight."""
+
 
 def _first_line(exc: Exception) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]

@@ -11,7 +11,7 @@ from wmbench.engine.agent import parameter_count
 from wmbench.engine.tokenizer import Tokenizer
 from wmbench.errors import WmbenchError
 from wmbench.plugins import import_module
-from wmbench_vision import models
+import wmbench_vision.models as models
 
 
 class TimmFeatures(nn.Module):

@@ -347,3 +347,5 @@ from wmbench.sweep import sweep  # noqa: E402
 cli.add_command(sweep)
 from wmbench.bench import bench  # noqa: E402
 cli.add_command(bench)
+from wmbench.play.command import play  # noqa: E402
+cli.add_command(play)

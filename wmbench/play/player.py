@@ -22,7 +22,7 @@ class Player:
         self.fps = min(SPEEDS, key=lambda s: abs(s - fps))
         self.paused = self.asking = self.quit = False
         self.episode: Segment | None = None
-        self.help = f"{controls.help()}   {HELP}" if session.human else HELP
+        self.help = (controls.help(), HELP) if session.human else (HELP,)
         self.frame = self._reset()
 
     def _reset(self) -> Frame:

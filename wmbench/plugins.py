@@ -69,11 +69,15 @@ class PluginInfo:
     """The one-line error of a failed plugin."""
 
 
-class Register:
-    """What ``wmbench_register_backbones`` and ``wmbench_register_tokenizers`` receive: call it once per name."""
+class _Registrar:
+    """What a registration hook receives: the registry, the kind it registers and the plugin registering."""
 
     def __init__(self, registry: Registry, kind: str, plugin: str):
         self._registry, self._kind, self._plugin = registry, kind, plugin
+
+
+class Register(_Registrar):
+    """What ``wmbench_register_backbones`` and ``wmbench_register_tokenizers`` receive: call it once per name."""
 
     def __call__(self, name: str, build: Callable[..., Any], options: type = NoOptions, summary: str = "") -> None:
         if not dataclasses.is_dataclass(options):
@@ -83,7 +87,7 @@ class Register:
         table[name] = Entry(self._kind, name, build, options, summary, self._plugin)
 
 
-class RegisterEnvSuite(Register):
+class RegisterEnvSuite(_Registrar):
     """What ``wmbench_register_env_suites`` receives: call it once per suite."""
 
     def __call__(self, name: str, games: Iterable[str], make_env: Callable[..., Any], num_actions: Callable[[str], int],

@@ -23,8 +23,8 @@ class ActorCritic(nn.Module):
         self.lstm = nn.LSTMCell(channels[-1] * side * side, config.lstm_dim)
         self.critic_linear = nn.Linear(config.lstm_dim, 1)
         self.actor_linear = nn.Linear(config.lstm_dim, num_actions)
-        self.hx: torch.Tensor | None = None
-        self.cx: torch.Tensor | None = None
+        self.hx: torch.Tensor  # the LSTM state, set by reset()
+        self.cx: torch.Tensor
 
     def reset(self, batch_size: int, burn_in: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> None:
         """Zero the LSTM state, then feed ``burn_in [B, T, 3, H, W]`` frames where ``mask [B, T]`` holds, without

@@ -14,7 +14,8 @@ from wmbench.engine.replay import Episode, ReplayStore
 
 def to_frames(observations: np.ndarray | list[np.ndarray], device: torch.device) -> torch.Tensor:
     """``uint8 [B, H, W, 3]`` observations as float frames ``[B, 3, H, W]`` in [0, 1]."""
-    return torch.as_tensor(np.stack(observations), device=device).permute(0, 3, 1, 2).float().div(255)
+    array = observations if isinstance(observations, np.ndarray) else np.stack(observations)
+    return torch.as_tensor(array, device=device).permute(0, 3, 1, 2).float().div(255)
 
 
 class Collector:
@@ -89,13 +90,14 @@ class Collector:
             self.agent.actor_critic.reset(1, None if frames is None else self.agent.tokenizer.reconstruct(frames[0]).clamp(0, 1)[None])
         returns, start = [], time.perf_counter()
         for _ in range(num_steps):
+            assert self.obs is not None  # an episode is under way
             action = int(self.agent.act(to_frames([self.obs], self.device), temperature, epsilon, generator)[0])
             next_obs, reward, terminated, truncated, _ = self.env.step(action)
             # The train cap (a truncation) is stored as an end too, as IRIS's gym TimeLimit and dataset do.
             done = terminated or truncated
             for key, value in (("frames", self.obs), ("actions", action), ("rewards", reward), ("ends", done)):
                 self.steps[key].append(value)
-            self.episode_return += reward
+            self.episode_return += float(reward)
             self.obs = next_obs
             if done:
                 returns.append(self.episode_return)
@@ -129,7 +131,7 @@ def evaluate(
     agent.actor_critic.reset(n)
     generator = torch.Generator(device=device).manual_seed(seed)
     recording = record is not None
-    if recording:
+    if record is not None:
         record.append(obs[0])
     while active.any():
         actions = agent.act(to_frames(obs, device), temperature, 0.0, generator).cpu().numpy()
@@ -137,7 +139,7 @@ def evaluate(
         for i in np.flatnonzero(active):
             obs[i], reward, terminated, truncated, _ = envs[i].step(int(actions[i]))
             running[i] += reward
-            if recording and i == 0:
+            if record is not None and recording and i == 0:
                 record.append(obs[0])
                 recording = not (terminated or truncated)
             if terminated or truncated:

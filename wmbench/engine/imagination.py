@@ -30,8 +30,8 @@ class DreamEnv:
 
     def __init__(self, tokenizer: Tokenizer, world_model: WorldModel, generator: torch.Generator | None = None):
         self.tokenizer, self.world_model, self.generator = tokenizer, world_model, generator
-        self.obs_tokens: torch.Tensor | None = None
-        self.cache: Cache | None = None
+        self.obs_tokens: torch.Tensor  # set by reset()
+        self.cache: Cache
 
     @torch.no_grad()
     def reset(self, frames: torch.Tensor) -> torch.Tensor:
@@ -59,7 +59,7 @@ class DreamEnv:
         rewards = sample(wm.head_rewards(hidden), self.generator).float() - 1
         ends = sample(wm.head_ends(hidden), self.generator).bool()
         if not observe:
-            self.obs_tokens = self.cache = None
+            del self.obs_tokens, self.cache  # nothing to step from until reset()
             return None, rewards, ends
         tokens = []
         for k in range(wm.tokens_per_frame):
@@ -105,7 +105,8 @@ def imagine(
         out["actions"].append(actions)
         out["logits"].append(logits)
         out["values"].append(values)
-        obs, rewards, ends = dream.step(actions, observe=h < horizon - 1)
+        next_obs, rewards, ends = dream.step(actions, observe=h < horizon - 1)
+        obs = obs if next_obs is None else next_obs  # None after the last step, which needs no frame
         out["rewards"].append(rewards)
         out["ends"].append(ends)
     return Rollout(**{k: torch.stack(v, dim=1) for k, v in out.items()})

@@ -66,6 +66,8 @@ class ReplayStore:
         Whatever was written after the checkpoint that recorded these numbers is dropped (and deleted),
         so a resumed run neither loses nor repeats steps.
         """
+        if self.folder is None:
+            raise ValueError("a store without a folder has nothing to load")
         self.episodes = []
         for index in range(num_episodes):
             data = files.load_torch(self.folder / f"{index:06d}.pt")

@@ -241,7 +241,7 @@ class Trainer:
         frames: list[np.ndarray] | None = [] if video else None
         with self.autocast(), self.progress.stage(f"epoch {self.epoch}: evaluation ({episodes} episodes)"):
             returns = evaluate(self.agent, self.test_envs, episodes, e.temperature, self.device, self.config.seed + 10_000, frames)
-        if video:
+        if video is not None and frames is not None:
             save_video(video, np.stack(frames))
         return returns
 

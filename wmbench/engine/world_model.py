@@ -21,7 +21,7 @@ class Embedder(nn.Module):
 
     def __init__(self, num_actions: int, vocab_size: int, dim: int, tokens_per_block: int, observations: nn.Module | None):
         super().__init__()
-        self.tokens_per_block = tokens_per_block
+        self.tokens_per_block, self.num_actions = tokens_per_block, num_actions
         self.embedding_tables = nn.ModuleList([nn.Embedding(num_actions, dim), observations or nn.Embedding(vocab_size, dim)])
 
     def forward(self, tokens: torch.Tensor, start: int) -> torch.Tensor:
@@ -30,7 +30,7 @@ class Embedder(nn.Module):
         is_action = (positions == self.tokens_per_block - 1)[None, :, None]
         actions, observations = self.embedding_tables
         # Each table only sees ids that are valid for it; the other entries are masked out.
-        act = actions(torch.where(is_action[..., 0], tokens, 0).clamp(max=actions.num_embeddings - 1))
+        act = actions(torch.where(is_action[..., 0], tokens, 0).clamp(max=self.num_actions - 1))
         obs = observations(torch.where(is_action[..., 0], 0, tokens))
         return torch.where(is_action, act, obs)
 

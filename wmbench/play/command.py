@@ -45,8 +45,8 @@ def load(target: Path, game: str | None, preset: str, overrides: tuple[str, ...]
 
 
 def build_session(mode: str, loaded, device, seed: int, flush_every: int, source: str, run_path: Path | None):
-    from wmbench.plugins import registry
     from wmbench.play.controls import action_names
+    from wmbench.plugins import registry
 
     c = loaded.config
     game = registry().game(c.game)

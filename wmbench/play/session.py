@@ -59,10 +59,10 @@ def original_frame(env, obs: np.ndarray) -> np.ndarray:
     return ale.getScreenRGB() if ale is not None else obs
 
 
-def head_probabilities(world_model, hidden: torch.Tensor) -> tuple[float, float]:
-    """Expected reward sign ``P(+1) - P(-1)`` and episode-end probability read at an action position."""
-    rewards = torch.softmax(world_model.head_rewards(hidden).float(), -1)[0]
-    ends = torch.softmax(world_model.head_ends(hidden).float(), -1)[0]
+def probabilities(reward_logits: torch.Tensor, end_logits: torch.Tensor) -> tuple[float, float]:
+    """Expected reward sign ``P(+1) - P(-1)`` and episode-end probability, from the heads' logits (first row)."""
+    rewards = torch.softmax(reward_logits.float(), -1)[0]
+    ends = torch.softmax(end_logits.float(), -1)[0]
     return float(rewards[2] - rewards[0]), float(ends[1])
 
 
@@ -96,7 +96,7 @@ class Predictor:
         if full or (self.flush_every and self.since_flush >= self.flush_every):
             self._restart()
         hidden = wm(torch.tensor([[action]], device=frames.device), self.cache)[:, -1]
-        reward, end = head_probabilities(wm, hidden)
+        reward, end = probabilities(wm.head_rewards(hidden), wm.head_ends(hidden))
         self.tokens = self.agent.tokenizer.encode(frames)
         wm(self.tokens, self.cache)
         self.since_flush += 1
@@ -194,9 +194,9 @@ class DreamSession(Session):
             action = self._policy(self.current, self.temperature)
         frames, rewards, ends = self.dream.step(torch.tensor([action], device=self.device))
         self.current = frames.clamp(0, 1)
-        probs = [torch.softmax(self.heads[k].float(), -1)[0] for k in ("rewards", "ends")]
+        predicted, end = probabilities(self.heads["rewards"], self.heads["ends"])  # what DreamEnv sampled from
         self.t, self.ret, self.since_flush = self.t + 1, self.ret + float(rewards[0]), self.since_flush + 1
-        return self._frame(float(rewards[0]), action, float(probs[0][2] - probs[0][0]), float(probs[1][1]), bool(ends[0]))
+        return self._frame(float(rewards[0]), action, predicted, end, bool(ends[0]))
 
 
 @dataclass

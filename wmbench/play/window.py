@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from wmbench.errors import WmbenchError
 from wmbench.play.player import Player
 from wmbench.play.views import compose
@@ -9,8 +11,11 @@ from wmbench.play.views import compose
 
 def run_window(player: Player, steps: int | None, script: list[set[str]]) -> int:
     """Show the views until ``q``, the window is closed, or ``steps`` frames; returns the frames shown."""
-    import pygame
-
+    os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+    try:
+        import pygame
+    except ImportError:
+        raise WmbenchError("the window needs pygame: pip install 'wmbench[play]', or use --headless") from None
     try:
         pygame.display.init()
         first = compose(player.frame, player.session.mode, player.status(), player.help)

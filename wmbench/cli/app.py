@@ -15,7 +15,7 @@ import wmbench
 from wmbench.cli.bench import bench
 from wmbench.cli.compare import compare
 from wmbench.cli.listing import list_, plugins
-from wmbench.play.command import play
+from wmbench.cli.play import play
 from wmbench.cli.run import describe, eval_, run
 from wmbench.cli.sweep import sweep
 from wmbench.cli.world_model import world_model

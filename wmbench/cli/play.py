@@ -9,10 +9,10 @@ from pathlib import Path
 import click
 import numpy as np
 
+from wmbench.cli.options import CONTEXT
 from wmbench.errors import WmbenchError
 from wmbench.play import session as sessions
 
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
 def load(target: Path, game: str | None, preset: str, overrides: tuple[str, ...]):

@@ -350,9 +350,9 @@ class Trainer:
                 lines.append(f"{name} {getattr(self.config, name).name}: " + ", ".join(f"{k}={v}" for k, v in facts.items()))
         return lines
 
-    def summary(self, returns: list[float]) -> dict[str, Any]:
+    def run_facts(self) -> dict[str, Any]:
+        """What every track's summary says of its run: the setup, how far it got, what it cost, where it ran."""
         c = self.config
-        mean = float(np.mean(returns)) if returns else float("nan")
         return {
             "game": c.game,
             "backbone": c.backbone.name,
@@ -361,11 +361,6 @@ class Trainer:
             "seed": c.seed,
             "epochs": self.epoch,
             "env_steps": self.env_steps,
-            "eval_returns": returns,
-            "eval_return_mean": mean,
-            "human_normalised_score": self.game.human_normalised(mean),
-            "score_caveats": score_notes.score_caveats(c),
-            "paper_departures": score_notes.paper_departures(self.agent.tokenizer.describe()),
             "wall_time_s": round(self.wall_time, 2),
             "parameters": self.agent.parameter_counts(),
             "backbone_info": self.agent.world_model.transformer.describe(),
@@ -376,6 +371,18 @@ class Trainer:
             "probe": c.probe,
             "host": {"platform": platform.platform(), "python": platform.python_version(), "threads": torch.get_num_threads()},
             "packages": package_versions(),
+        }
+
+    def summary(self, returns: list[float]) -> dict[str, Any]:
+        """The agent track's summary.json: the run's facts and its final evaluation."""
+        mean = float(np.mean(returns)) if returns else float("nan")
+        return {
+            **self.run_facts(),
+            "eval_returns": returns,
+            "eval_return_mean": mean,
+            "human_normalised_score": self.game.human_normalised(mean),
+            "score_caveats": score_notes.score_caveats(self.config),
+            "paper_departures": score_notes.paper_departures(self.agent.tokenizer.describe()),
         }
 
 

@@ -18,7 +18,6 @@ each budget (frames seen) the held-out figures are logged as one metrics line an
 
 from __future__ import annotations
 
-import platform
 import time
 from collections import defaultdict
 from typing import Any
@@ -30,7 +29,7 @@ import torch.nn.functional as F
 from wmbench import config as cfg
 from wmbench.engine.imagination import DreamEnv
 from wmbench.engine.replay import ReplayStore
-from wmbench.engine.trainer import Trainer, package_versions, peak_memory_mb
+from wmbench.engine.trainer import Trainer
 from wmbench.errors import WmbenchError
 from wmbench.plugins import Registry
 from wmbench.progress import Progress
@@ -189,13 +188,7 @@ class WorldModelTrack:
         figures = [{k: v for k, v in r.items() if k == "env_steps" or k.startswith("heldout/")} for r in rows]
         return {
             "track": TRACK_WORLD_MODEL,
-            "game": c.game,
-            "backbone": c.backbone.name,
-            "tokenizer": c.tokenizer.name,
-            "preset": c.preset,
-            "seed": c.seed,
-            "epochs": t.epoch,
-            "env_steps": t.env_steps,
+            **t.run_facts(),
             "dataset": {
                 "file": str(self.dataset_file),
                 "policy": dataset.POLICY,
@@ -210,15 +203,6 @@ class WorldModelTrack:
             "final": figures[-1],
             "target_loss": w.target_loss,
             "frames_to_target": frames_to_target(figures, w.target_loss),
-            "wall_time_s": round(t.wall_time, 2),
-            "parameters": self.agent.parameter_counts(),
-            "backbone_info": self.agent.world_model.transformer.describe(),
-            "tokenizer_info": self.agent.tokenizer.describe(),
-            "peak_memory": peak_memory_mb(t.device),
-            "device": str(t.device),
-            "bf16": c.bf16,
-            "host": {"platform": platform.platform(), "python": platform.python_version(), "threads": torch.get_num_threads()},
-            "packages": package_versions(),
         }
 
 

@@ -17,10 +17,10 @@ import torch
 
 from wmbench import config as cfg
 from wmbench.bench.measure import ale_rollout
-from wmbench.engine.optim import optimizer_step
 from wmbench.engine.actor_critic import ActorCritic
 from wmbench.engine.agent import build_agent
 from wmbench.engine.imagination import DreamEnv, actor_critic_losses, imagine
+from wmbench.engine.optim import optimizer_step
 from wmbench.plugins import registry
 
 
@@ -74,14 +74,18 @@ def main() -> None:
     for i in range(args.repeats):
         for name in modes if i % 2 == 0 else list(modes)[::-1]:  # each goes first every other round
             step(name)
-    print(f"preset {args.preset}, batch {args.batch}, burn-in {t.burn_in}, horizon {t.horizon}, "
-          f"threads {torch.get_num_threads()}, {args.repeats} rounds")
+    print(
+        f"preset {args.preset}, batch {args.batch}, burn-in {t.burn_in}, horizon {t.horizon}, "
+        f"threads {torch.get_num_threads()}, {args.repeats} rounds"
+    )
     for part in ("step", "backward"):
         old, new = times["burn-in with gradients"][part], times["no_grad burn-in"][part]
         ratios = sorted(o / n for o, n in zip(old, new))
-        print(f"{part}: with gradients through the burn-in {statistics.median(old) * 1000:.0f} ms, under no_grad "
-              f"{statistics.median(new) * 1000:.0f} ms: {statistics.median(ratios):.2f}x "
-              f"(per-round ratios {ratios[0]:.2f} to {ratios[-1]:.2f})")
+        print(
+            f"{part}: with gradients through the burn-in {statistics.median(old) * 1000:.0f} ms, under no_grad "
+            f"{statistics.median(new) * 1000:.0f} ms: {statistics.median(ratios):.2f}x "
+            f"(per-round ratios {ratios[0]:.2f} to {ratios[-1]:.2f})"
+        )
 
 
 if __name__ == "__main__":

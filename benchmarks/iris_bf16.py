@@ -46,8 +46,10 @@ def main() -> None:
             step = statistics.median(timer.repeat(lambda dream=dream: dream.step(actions[:b]), args.repeats))
             with torch.no_grad():
                 loss = agent.world_model.losses(tokens, actions.view(b, blocks), rewards, ends, mask)
-        print(f"{'bf16' if bf16 else 'fp32'}: imagined step {step * 1000:,.0f} ms ({b / step:.2f} frames/s with decoding); "
-              f"world-model loss {loss.total.item():.5f} (observations {loss.observations.item():.5f})")
+        print(
+            f"{'bf16' if bf16 else 'fp32'}: imagined step {step * 1000:,.0f} ms ({b / step:.2f} frames/s with decoding); "
+            f"world-model loss {loss.total.item():.5f} (observations {loss.observations.item():.5f})"
+        )
 
 
 if __name__ == "__main__":

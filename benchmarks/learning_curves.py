@@ -29,13 +29,31 @@ def main() -> None:
             m = json.loads(line)
             for key in KEYS:
                 if key in m:
-                    rows.append({"run": folder.name, "game": config["game"], "seed": config["seed"],
-                                 "epoch": m["epoch"], "env_steps": m["env_steps"], "metric": key, "value": m[key]})
+                    rows.append(
+                        {
+                            "run": folder.name,
+                            "game": config["game"],
+                            "seed": config["seed"],
+                            "epoch": m["epoch"],
+                            "env_steps": m["env_steps"],
+                            "metric": key,
+                            "value": m[key],
+                        }
+                    )
         summary = folder / "summary.json"
         if summary.exists():
             s = json.loads(summary.read_text())
-            rows.append({"run": folder.name, "game": s["game"], "seed": s["seed"], "epoch": s["epochs"],
-                         "env_steps": s["env_steps"], "metric": "final/return", "value": s["eval_return_mean"]})
+            rows.append(
+                {
+                    "run": folder.name,
+                    "game": s["game"],
+                    "seed": s["seed"],
+                    "epoch": s["epochs"],
+                    "env_steps": s["env_steps"],
+                    "metric": "final/return",
+                    "value": s["eval_return_mean"],
+                }
+            )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with open(args.out.with_suffix(".csv"), "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))

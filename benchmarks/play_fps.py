@@ -62,12 +62,17 @@ def main() -> None:
                 p.tick([], keys[i % len(keys)])
             times[name].append(args.steps / (time.perf_counter() - start))
     cpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-    model = next((line.split(":", 1)[1].strip() for line in cpu.splitlines() if line.startswith("Model name")), platform.processor())
+    model = next(
+        (line.split(":", 1)[1].strip() for line in cpu.splitlines() if line.startswith("Model name")),
+        platform.processor(),
+    )
     print(f"{model}; torch threads {torch.get_num_threads()}; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
     base = float(np.median(times["scratch"]))
     for name, rates in times.items():
         median = float(np.median(rates))
-        print(f"{name:32s} {median:6.1f} fps (rounds: {', '.join(f'{r:.1f}' for r in rates)})  {median / base:.2f}x scratch")
+        print(
+            f"{name:32s} {median:6.1f} fps (rounds: {', '.join(f'{r:.1f}' for r in rates)})  {median / base:.2f}x scratch"
+        )
 
 
 if __name__ == "__main__":

@@ -33,9 +33,9 @@ import torch
 from wmbench import checkpoints
 from wmbench import config as cfg
 from wmbench.bench.measure import Timer, ale_rollout, matmul_gflops
-from wmbench.engine.optim import optimizer_step
 from wmbench.engine.agent import build_agent
 from wmbench.engine.imagination import DreamEnv
+from wmbench.engine.optim import optimizer_step
 from wmbench.engine.trainer import world_model_optimizer
 from wmbench.plugins import registry
 
@@ -242,7 +242,11 @@ def main() -> None:
     measures = {
         "imagine_frames_per_s": (ref_imagine, our_imagine, b * cycle),
         "imagine_frames_per_s_no_decode": (lambda: ref_imagine(False), lambda: our_imagine(False), b * cycle),
-        "decode_frames_per_s": (lambda: ref_decode(ref_tokenizer, first), torch.no_grad()(lambda: tokenizer.decode(first)), b),
+        "decode_frames_per_s": (
+            lambda: ref_decode(ref_tokenizer, first),
+            torch.no_grad()(lambda: tokenizer.decode(first)),
+            b,
+        ),
         "wm_train_tokens_per_s": (ref_train, our_train, b * blocks * (k + 1)),
     }
     results = {}
@@ -258,7 +262,13 @@ def main() -> None:
         ratios = [r / w for r, w in zip(times["reference"], times["wmbench"])]  # per round: wmbench's speed-up
         low, ratio, high = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
         ref_rate, our_rate = (amount / statistics.median(times[who]) for who in ("reference", "wmbench"))
-        results[name] = {"reference": ref_rate, "wmbench": our_rate, "ratio": ratio, "ratio_p25": low, "ratio_p75": high}
+        results[name] = {
+            "reference": ref_rate,
+            "wmbench": our_rate,
+            "ratio": ratio,
+            "ratio_p25": low,
+            "ratio_p75": high,
+        }
         print(f"{name:<32} reference {ref_rate:>9.2f}   wmbench {our_rate:>9.2f}   "
               f"ratio {ratio:.2f}x [{low:.2f}, {high:.2f}]", flush=True)  # fmt: skip
     cpu = torch.device("cpu")

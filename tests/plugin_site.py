@@ -52,5 +52,11 @@ def wmbench(*args: str, site: Path, timeout: float = 120, **env: str) -> subproc
     paths = [str(site), *filter(None, [os.environ.get("PYTHONPATH")])]
     full_env.update(OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(paths), **env)
     code = "import sys; from wmbench.cli import main; sys.argv[0] = 'wmbench'; main()"
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=full_env,
-                          timeout=timeout, cwd=site.parent)
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        cwd=site.parent,
+    )

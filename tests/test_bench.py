@@ -48,7 +48,13 @@ def test_rows_are_well_formed(measured):
     assert [r["measure"] for r in rows] == [r["measure"] for r in printed]
     assert {r["measure"] for r in rows} == MEASURES
     for row in rows:
-        assert (row["game"], row["preset"], row["backbone"], row["tokenizer"], row["batch"]) == ("Pong", "smoke", "scratch", "vqvae", "2")
+        assert (row["game"], row["preset"], row["backbone"], row["tokenizer"], row["batch"]) == (
+            "Pong",
+            "smoke",
+            "scratch",
+            "vqvae",
+            "2",
+        )
         assert row["dtype"] == "fp32" and row["device"] == "cpu" and int(row["threads"]) >= 1
         assert "world_model.max_blocks=3" in row["overrides"]
         median, p25, p75 = float(row["median"]), float(row["p25"]), float(row["p75"])
@@ -80,7 +86,9 @@ def test_rows_are_appended_and_a_foreign_csv_is_refused(measured, tmp_path):
 def test_suite_writes_rows_and_a_table(tmp_path):
     suite = tmp_path / "suite.toml"
     sets = ", ".join(f'"{s}"' for s in TINY[1::2])
-    suite.write_text(f'name = "t"\ngame = "Pong"\nrepeats = 1\nbatch = 2\n\n[[setups]]\nbackbone = "scratch"\npreset = "smoke"\nset = [{sets}]\n')
+    suite.write_text(
+        f'name = "t"\ngame = "Pong"\nrepeats = 1\nbatch = 2\n\n[[setups]]\nbackbone = "scratch"\npreset = "smoke"\nset = [{sets}]\n'
+    )
     out = tmp_path / "results" / "throughput.csv"
     result = bench("--suite", str(suite), "--csv", str(out))
     assert result.exit_code == 0, result.output
@@ -91,7 +99,10 @@ def test_suite_writes_rows_and_a_table(tmp_path):
     assert "without rows" not in table
     _, _, setups = load_suite(suite)
     stopped = suite_page(suite, [*setups, replace(setups[0], preset="iris")], out)  # as if stopped before the second
-    assert "Setups of the suite without rows in the CSV (still running, or stopped before them): scratch at iris (world_model" in stopped
+    assert (
+        "Setups of the suite without rows in the CSV (still running, or stopped before them): scratch at iris (world_model"
+        in stopped
+    )
 
 
 @pytest.mark.parametrize("args, expected", [
@@ -132,12 +143,16 @@ def test_bad_suites(text, expected, tmp_path):
 
 def test_suite_overrides_come_before_each_setups_own(tmp_path):
     path = tmp_path / "suite.toml"
-    path.write_text('set = ["a=1", "b=2"]\n[[setups]]\nbackbone = "scratch"\n[[setups]]\nbackbone = "scratch"\nset = ["b=3"]\n')
+    path.write_text(
+        'set = ["a=1", "b=2"]\n[[setups]]\nbackbone = "scratch"\n[[setups]]\nbackbone = "scratch"\nset = ["b=3"]\n'
+    )
     _, _, setups = load_suite(path)
     assert [s.overrides for s in setups] == [("a=1", "b=2"), ("a=1", "b=2", "b=3")]
 
 
-@pytest.mark.parametrize("name, presets", [("throughput.toml", {"smoke", "iris", "fast"}), ("throughput-smoke.toml", {"smoke", "fast"})])
+@pytest.mark.parametrize(
+    "name, presets", [("throughput.toml", {"smoke", "iris", "fast"}), ("throughput-smoke.toml", {"smoke", "fast"})]
+)
 def test_the_shipped_suites_resolve(registry, name, presets):
     from wmbench import config as cfg
 

@@ -13,8 +13,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def wmbench(*args, cwd=None, env=None):
     return subprocess.run(
-        [sys.executable, "-m", "wmbench", *args], capture_output=True, text=True, cwd=cwd,
-        env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}, timeout=600,
+        [sys.executable, "-m", "wmbench", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
+        timeout=600,
     )
 
 
@@ -40,26 +44,29 @@ def test_lists():
     assert "wmbench_register_backbones" in plugins["scratch"]["hooks"]
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["run", "--game", "Breakot"], "unknown game 'Breakot' (did you mean 'Breakout'?)"),
-    (["run", "--game", "pong"], "did you mean 'Pong'?"),
-    (["run", "--backbone", "scrach"], "unknown backbone 'scrach' (did you mean 'scratch'?)"),
-    (["run", "--tokenizer", "vqva"], "unknown tokenizer 'vqva' (did you mean 'vqvae'?)"),
-    (["run", "--preset", "smok"], "unknown preset 'smok' (did you mean 'smoke'?)"),
-    (["run", "--set", "world_model.num_layer=3"], "did you mean 'num_layers'?"),
-    (["run", "--set", "training.epochs=many"], "training.epochs must be int"),
-    (["run", "--gam", "Pong"], "No such option '--gam'. Did you mean '--game'?"),
-    (["run", "--seed", "x"], "'x' is not a valid integer"),
-    (["rnu"], "unknown command 'rnu' (did you mean 'run'?)"),
-    (["list", "gmaes"], "'gmaes' is not one of"),
-    (["describe", "--game", "Pongg"], "did you mean 'Pong'?"),
-    (["run", "--set", "training.epochs=0"], "training.epochs must be above zero, got 0"),
-    (["run", "--set", "training.world_model.batch_size=-4"], "training.world_model.batch_size must be above zero"),
-    (["run", "--set", "training.tokenizer.lr=0"], "training.tokenizer.lr must be above zero"),
-    (["run", "--init", "missing.pt"], "--init missing.pt does not exist"),
-    (["eval", "no/such/run"], "checkpoint no/such/run does not exist"),
-    (["eval", "--episodes", "-1", "x"], "-1 is not in the range x>=1"),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["run", "--game", "Breakot"], "unknown game 'Breakot' (did you mean 'Breakout'?)"),
+        (["run", "--game", "pong"], "did you mean 'Pong'?"),
+        (["run", "--backbone", "scrach"], "unknown backbone 'scrach' (did you mean 'scratch'?)"),
+        (["run", "--tokenizer", "vqva"], "unknown tokenizer 'vqva' (did you mean 'vqvae'?)"),
+        (["run", "--preset", "smok"], "unknown preset 'smok' (did you mean 'smoke'?)"),
+        (["run", "--set", "world_model.num_layer=3"], "did you mean 'num_layers'?"),
+        (["run", "--set", "training.epochs=many"], "training.epochs must be int"),
+        (["run", "--gam", "Pong"], "No such option '--gam'. Did you mean '--game'?"),
+        (["run", "--seed", "x"], "'x' is not a valid integer"),
+        (["rnu"], "unknown command 'rnu' (did you mean 'run'?)"),
+        (["list", "gmaes"], "'gmaes' is not one of"),
+        (["describe", "--game", "Pongg"], "did you mean 'Pong'?"),
+        (["run", "--set", "training.epochs=0"], "training.epochs must be above zero, got 0"),
+        (["run", "--set", "training.world_model.batch_size=-4"], "training.world_model.batch_size must be above zero"),
+        (["run", "--set", "training.tokenizer.lr=0"], "training.tokenizer.lr must be above zero"),
+        (["run", "--init", "missing.pt"], "--init missing.pt does not exist"),
+        (["eval", "no/such/run"], "checkpoint no/such/run does not exist"),
+        (["eval", "--episodes", "-1", "x"], "-1 is not in the range x>=1"),
+    ],
+)
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, expected):
     result = wmbench(*args, cwd=tmp_path)
     assert result.returncode == 2

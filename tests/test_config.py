@@ -18,8 +18,21 @@ def test_iris_preset_is_the_paper(registry):
     assert (t.world_model.batch_size, t.world_model.start_after_epochs, t.world_model.weight_decay) == (64, 25, 0.01)
     a = t.actor_critic
     assert (a.batch_size, a.start_after_epochs, a.burn_in, a.horizon, a.gamma, a.lambda_, a.entropy_weight) == (
-        64, 50, 20, 20, 0.995, 0.95, 0.001)
-    assert (c.eval.every, c.eval.episodes, c.eval.num_envs, c.eval.temperature, c.eval.final_episodes) == (5, 16, 8, 0.5, 100)
+        64,
+        50,
+        20,
+        20,
+        0.995,
+        0.95,
+        0.001,
+    )
+    assert (c.eval.every, c.eval.episodes, c.eval.num_envs, c.eval.temperature, c.eval.final_episodes) == (
+        5,
+        16,
+        8,
+        0.5,
+        100,
+    )
     assert c.tokenizer.options.vocab_size == 512 and c.tokenizer.options.ch_mult == (1, 1, 1, 1, 1)
 
 
@@ -38,8 +51,15 @@ def test_preset_on_a_base_preset(registry):
 
 
 def test_overrides_and_round_trip(registry):
-    c = cfg.resolve("smoke", "Pong", 3, "vqvae", "scratch",
-                    ["world_model.num_layers=4", "tokenizer.ch=8", "training.sampling_weights=[]", "bf16=true"], registry)
+    c = cfg.resolve(
+        "smoke",
+        "Pong",
+        3,
+        "vqvae",
+        "scratch",
+        ["world_model.num_layers=4", "tokenizer.ch=8", "training.sampling_weights=[]", "bf16=true"],
+        registry,
+    )
     assert c.world_model.num_layers == 4 and c.tokenizer.options.ch == 8 and c.bf16 is True
     assert c.training.sampling_weights == ()
     assert cfg.from_dict(cfg.to_dict(c), registry) == c
@@ -47,18 +67,21 @@ def test_overrides_and_round_trip(registry):
         c.world_model.num_layers = 2
 
 
-@pytest.mark.parametrize("override, message", [
-    ("world_model.num_layer=4", "did you mean 'num_layers'"),
-    ("world_modle.num_layers=4", "did you mean 'world_model'"),
-    ("world_model.num_layers=four", "must be int"),
-    ("world_model.num_layers=2.5", "must be int"),
-    ("tokenizer.chh=3", "did you mean 'ch'"),
-    ("bf16=3", "must be bool"),
-    ("world_model", "KEY=VALUE"),
-    ("seed=3", "set by its own option"),
-    ("training.epochs=0", "training.epochs must be above zero, got 0"),
-    ("eval.num_envs=-2", "eval.num_envs must be above zero"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("world_model.num_layer=4", "did you mean 'num_layers'"),
+        ("world_modle.num_layers=4", "did you mean 'world_model'"),
+        ("world_model.num_layers=four", "must be int"),
+        ("world_model.num_layers=2.5", "must be int"),
+        ("tokenizer.chh=3", "did you mean 'ch'"),
+        ("bf16=3", "must be bool"),
+        ("world_model", "KEY=VALUE"),
+        ("seed=3", "set by its own option"),
+        ("training.epochs=0", "training.epochs must be above zero, got 0"),
+        ("eval.num_envs=-2", "eval.num_envs must be above zero"),
+    ],
+)
 def test_bad_overrides(registry, override, message):
     with pytest.raises(WmbenchError, match=message):
         cfg.resolve("smoke", "Pong", 0, "vqvae", "scratch", [override], registry)

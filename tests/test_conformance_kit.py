@@ -42,6 +42,7 @@ def _make(cls):
     def make():
         torch.manual_seed(0)
         return cls(tiny_shape())
+
     return make
 
 

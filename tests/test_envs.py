@@ -347,9 +347,21 @@ def test_smoke_run_on_a_plugin_suite(tmp_path):
     assert re.search(r"^Catch +catch +catch$", done.stdout, re.M), done.stdout
     out = tmp_path / "run"
     done = wmbench(
-        "run", "--game", "Catch", "--preset", "smoke", "--out", str(out), "--set", "training.epochs=3",
-        "--set", "training.collect.steps_per_epoch=70", "--set", "training.actor_critic.start_after_epochs=2",
-        site=site, timeout=600,
+        "run",
+        "--game",
+        "Catch",
+        "--preset",
+        "smoke",
+        "--out",
+        str(out),
+        "--set",
+        "training.epochs=3",
+        "--set",
+        "training.collect.steps_per_epoch=70",
+        "--set",
+        "training.actor_critic.start_after_epochs=2",
+        site=site,
+        timeout=600,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())

@@ -27,7 +27,7 @@ from wmbench.plugins import registry
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
-from test_sweep import BROKEN, SCRATCH, TINY, toml_list
+from test_sweep import BROKEN, SCRATCH, TINY, toml_list  # noqa: E402
 
 #: Rows that must not depend on where a cell ran.
 SAME = ("id", "status", "action", "game", "backbone", "label", "tokenizer", "seed", "returncode")

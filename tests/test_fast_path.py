@@ -60,7 +60,9 @@ def test_cached_imagination_equals_recomputing_the_sequence(registry, backbone, 
     steps = 7  # (4 blocks x 17 - 16) // 17 = 3 steps fit before the cache is rebuilt: two rebuilds
     actions = torch.randint(6, (steps, 3), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        expected = plain_imagination(agent.tokenizer, agent.world_model, frames, actions, torch.Generator().manual_seed(2))
+        expected = plain_imagination(
+            agent.tokenizer, agent.world_model, frames, actions, torch.Generator().manual_seed(2)
+        )
         dream = DreamEnv(agent.tokenizer, agent.world_model, torch.Generator().manual_seed(2))
         dream.reset(frames)
         for action, (frame, rewards, ends, tokens) in zip(actions, expected):
@@ -96,7 +98,9 @@ def test_fused_attention_equals_explicit_attention(registry):
         expected = explicit_forward(model, embeds)
         torch.testing.assert_close(model(embeds), expected)
         cache = model.new_cache(2)  # the cache fed in uneven chunks, one token at a time at the end
-        chunks = [model(embeds[:, a:z], cache) for a, z in ((0, 17), (17, 18), (18, 35), *((i, i + 1) for i in range(35, 40)))]
+        chunks = [
+            model(embeds[:, a:z], cache) for a, z in ((0, 17), (17, 18), (18, 35), *((i, i + 1) for i in range(35, 40)))
+        ]
         torch.testing.assert_close(torch.cat(chunks, dim=1), expected)
 
 

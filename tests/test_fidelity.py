@@ -103,4 +103,3 @@ def test_catcher_is_deterministic_given_seed_and_actions(registry):
                 frames.append(env.reset()[0])
         runs.append(np.stack(frames))
     assert np.array_equal(*runs) and runs[0].shape[1:] == (32, 32, 3) and runs[0].dtype == np.uint8
-

@@ -96,6 +96,12 @@ def test_layering():
     graph = _graph()
     outside = [m for m in graph if not m.startswith("wmbench.cli") and m != "wmbench.__main__"]
     assert [m for m in outside if any(d.startswith("wmbench.cli") for d in graph[m])] == [], "only the CLI imports it"
-    assert not any(d.startswith("wmbench") for d in graph["wmbench.config.schema"]), "the schema imports nothing of wmbench"
-    bench = [m for m, deps in graph.items() if m.startswith("wmbench.bench") and any(d.startswith("wmbench.report") for d in deps)]
+    assert not any(d.startswith("wmbench") for d in graph["wmbench.config.schema"]), (
+        "the schema imports nothing of wmbench"
+    )
+    bench = [
+        m
+        for m, deps in graph.items()
+        if m.startswith("wmbench.bench") and any(d.startswith("wmbench.report") for d in deps)
+    ]
     assert bench == [], "the bench never imports the report"

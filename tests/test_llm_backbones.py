@@ -20,21 +20,33 @@ transformers = pytest.importorskip("transformers")
 pytest.importorskip("peft")
 pytest.importorskip("bitsandbytes")
 
-from wmbench_llm import MODES, LLMOptions  # noqa: E402
-from wmbench_llm import sources  # noqa: E402
+from wmbench_llm import (  # noqa: E402
+    MODES,
+    LLMOptions,
+    sources,  # noqa: E402
+)
 from wmbench_llm.loading import build_backbone  # noqa: E402
 
 WIDTH = 64
 TINY = {
     "llama": lambda: transformers.LlamaConfig(
-        hidden_size=WIDTH, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-        vocab_size=128, max_position_embeddings=32,
+        hidden_size=WIDTH,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=128,
+        max_position_embeddings=32,
     ),
     "gpt2": lambda: transformers.GPT2Config(
         n_embd=WIDTH, n_layer=2, n_head=4, vocab_size=128, n_positions=32, bos_token_id=0, eos_token_id=0
     ),
     "bert": lambda: transformers.BertConfig(
-        hidden_size=WIDTH, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, vocab_size=128,
+        hidden_size=WIDTH,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=128,
+        vocab_size=128,
         max_position_embeddings=32,
     ),
 }
@@ -63,6 +75,7 @@ def tiny(tmp_path_factory):
 def make_factory(folder, mode, **options):
     """A factory for the kit. LoRA B starts at zero, which would leave lora_A without gradient and the adapter
     path out of every comparison: give it small random values, as a trained adapter would have."""
+
     def make():
         torch.manual_seed(0)
         backbone = build_backbone(LLMOptions(model=str(folder), **options), mode, tiny_shape())
@@ -101,14 +114,28 @@ def test_trainable_parameters_per_mode(tiny):
     assert trainable["frozen"] == []
     for mode in ("lora", "qlora"):
         assert trainable[mode] and all(".lora_A." in n or ".lora_B." in n for n in trainable[mode])
-        assert {n.split(".")[-4] for n in trainable[mode]} == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+        assert {n.split(".")[-4] for n in trainable[mode]} == {
+            "q_proj",
+            "k_proj",
+            "v_proj",
+            "o_proj",
+            "gate_proj",
+            "up_proj",
+            "down_proj",
+        }
     # full: everything but the token table, which inputs_embeds bypass.
     assert set(trainable["full"]) == {n for n, _ in built["full"].named_parameters()} - {"model.embed_tokens.weight"}
     bnb = pytest.importorskip("bitsandbytes")
     assert sum(isinstance(m, bnb.nn.Linear4bit) for m in built["qlora"].modules()) == 2 * 7
     facts = built["qlora"].describe()
     assert facts["quantisation"] == "nf4, double quant, compute float32"
-    assert facts["lora"] == {"variant": "lora", "rank": 8, "alpha": 16, "dropout": 0.05, "targets": sorted({"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"})}
+    assert facts["lora"] == {
+        "variant": "lora",
+        "rank": 8,
+        "alpha": 16,
+        "dropout": 0.05,
+        "targets": sorted({"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}),
+    }
     assert facts["parameters"] == built["full"].describe()["parameters"] + facts["trainable_parameters"]
     assert facts["revision"].startswith("sha256 ") and facts["mode"] == "qlora" and facts["pretrained"] is True
     json.dumps(facts)
@@ -117,7 +144,9 @@ def test_trainable_parameters_per_mode(tiny):
 @pytest.mark.parametrize("name", list(sources.ARCHITECTURES))
 def test_catalogue_architectures_build_at_random_and_conform(name):
     """``tiny-llama``/``tiny-gpt2`` need no files; QLoRA counts its 4-bit weights as the full model has them."""
-    built = {mode: build_backbone(LLMOptions(model=name, pretrained=False), mode, tiny_shape()) for mode in ("full", "qlora")}
+    built = {
+        mode: build_backbone(LLMOptions(model=name, pretrained=False), mode, tiny_shape()) for mode in ("full", "qlora")
+    }
     facts = built["qlora"].describe()
     assert facts["revision"] == "random init (architecture only)" and facts["pretrained"] is False
     assert facts["parameters"] == built["full"].describe()["parameters"] + facts["trainable_parameters"]
@@ -126,8 +155,11 @@ def test_catalogue_architectures_build_at_random_and_conform(name):
 
 def test_lora_defaults_per_architecture(tiny):
     """The same rule for every family: every linear layer of every block (peft's all-linear)."""
-    expect = {"llama": sorted({"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}), "gpt2": ["c_attn", "c_fc", "c_proj"],
-              "bert": ["dense", "key", "query", "value"]}
+    expect = {
+        "llama": sorted({"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}),
+        "gpt2": ["c_attn", "c_fc", "c_proj"],
+        "bert": ["dense", "key", "query", "value"],
+    }
     for arch, targets in expect.items():
         assert build_backbone(LLMOptions(model=str(tiny / arch)), "lora").describe()["lora"]["targets"] == targets
     custom = build_backbone(LLMOptions(model=str(tiny / "llama"), lora_targets=("gate_proj",), lora_rank=4), "lora")

@@ -19,8 +19,8 @@ transformers = pytest.importorskip("transformers")
 pytest.importorskip("peft")
 bnb = pytest.importorskip("bitsandbytes")
 
-from wmbench_llm import LLMOptions
-from wmbench_llm.loading import build_backbone
+from wmbench_llm import LLMOptions  # noqa: E402
+from wmbench_llm.loading import build_backbone  # noqa: E402
 
 LLAMA = {"model_type": "llama", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
          "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 64, "max_position_embeddings": 64}  # fmt: skip
@@ -74,7 +74,9 @@ def test_a_cache_that_stops_growing_fails_at_once():
     backbone._keyword = "past_key_value"  # swallowed by the model's **kwargs
     with pytest.raises(WmbenchError, match="did not use its cache: it holds 0 tokens after 3 were fed"):
         backbone(torch.randn(2, 3, 64), backbone.new_cache(2))
-    with pytest.raises(WmbenchError, match="failed the build-time probe: WmbenchError: tiny-llama did not use its cache"):
+    with pytest.raises(
+        WmbenchError, match="failed the build-time probe: WmbenchError: tiny-llama did not use its cache"
+    ):
         probe_backbone(backbone, "llm-frozen", "wmbench")
 
 
@@ -236,7 +238,9 @@ def test_checkpoints_hold_adapters_and_check_the_base_revision(tmp_path):
     elsewhere = build(other, "lora")
     elsewhere._revision = "sha256 0000"
     buffer.seek(0)
-    with pytest.raises(WmbenchError, match="trained on .* at revision sha256 .*, but .* here is at revision sha256 0000"):
+    with pytest.raises(
+        WmbenchError, match="trained on .* at revision sha256 .*, but .* here is at revision sha256 0000"
+    ):
         elsewhere.load_state_dict(torch.load(buffer, weights_only=True))
     full = build("tiny-llama", "full", pretrained=False)  # random weights: the checkpoint holds them all
     assert len(full.state_dict()) == len(full.model.state_dict()) + 1

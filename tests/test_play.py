@@ -65,7 +65,9 @@ def test_headless_mode_writes_the_views_and_a_recording(run, tmp_path, mode):
     video = iio.imread(newest(tmp_path / "play", f"{mode}-*"), index=None)
     assert video.shape[0] == 8 and video.shape[1] > views.PANEL and video[0].std() > 10
     recorded = check_recording(tmp_path, mode)
-    if mode == "human":  # keys held on frames 3-7: c (no action key), space, space, up+space (Pong has no UPFIRE), right
+    if (
+        mode == "human"
+    ):  # keys held on frames 3-7: c (no action key), space, space, up+space (Pong has no UPFIRE), right
         meanings = ["NOOP", "FIRE", "RIGHT", "LEFT", "RIGHTFIRE", "LEFTFIRE"]
         assert [meanings[a] for a in recorded["actions"]] == ["NOOP", "FIRE", "FIRE", "NOOP", "RIGHT"]
 
@@ -121,7 +123,9 @@ def test_a_non_atari_suite_plays_inside_its_world_model(tmp_path):
     site = add_package(tmp_path / "site", "wmbench-catch", "1.0", {"catch": "wmbench_catch"}, {"wmbench_catch": CATCH})
     sets = [a for o in TINY for a in ("--set", o)]
     assert wmbench("run", "--game", "Catch", "--preset", "smoke", *sets, "--out", "catch", site=site).returncode == 0
-    result = wmbench("play", "catch", "--mode", "dream", "--headless", "--steps", "8", "--keys", "0,2*3,c,1*2,c", site=site)
+    result = wmbench(
+        "play", "catch", "--mode", "dream", "--headless", "--steps", "8", "--keys", "0,2*3,c,1*2,c", site=site
+    )
     assert result.returncode == 0, result.stderr
     with np.load(next((tmp_path / "catch" / "media" / "recordings").glob("dream-*.npz"))) as data:
         actions = list(data["actions"])  # c holds no key (action 0); -1 marks a first frame (the dream may end)
@@ -137,8 +141,11 @@ def display():
     if not shutil.which("Xvfb"):
         pytest.skip("Xvfb is not installed (apt-get install xvfb x11-apps imagemagick xdotool, as .ci/xvfb does)")
     number = f":{90 + os.getpid() % 100}"
-    server = subprocess.Popen(["Xvfb", number, "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        ["Xvfb", number, "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     for _ in range(100):
         if subprocess.run(["xdpyinfo", "-display", number], capture_output=True, check=False).returncode == 0:
             break
@@ -152,7 +159,9 @@ def find_window(title: str, env: dict[str, str], timeout: float = 120) -> str:
     """The id of the X window with this title, waited for."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        tree = subprocess.run(["xwininfo", "-root", "-tree"], env=env, capture_output=True, text=True, check=False).stdout
+        tree = subprocess.run(
+            ["xwininfo", "-root", "-tree"], env=env, capture_output=True, text=True, check=False
+        ).stdout
         for line in tree.splitlines():
             if f'"{title}"' in line:
                 return line.split()[0]
@@ -164,7 +173,7 @@ def panels(shot: np.ndarray, first_width: int) -> list[np.ndarray]:
     """The three panels of a view (laid out as :func:`wmbench.play.views.compose` does) in a screenshot."""
     top, side, gap = views.HEADER + views.LINE, views.PANEL, views.GAP
     lefts = (gap, 2 * gap + first_width, 3 * gap + first_width + side)
-    return [shot[top: top + side, x: x + w] for x, w in zip(lefts, (first_width, side, side))]
+    return [shot[top : top + side, x : x + w] for x, w in zip(lefts, (first_width, side, side))]
 
 
 @pytest.mark.slow
@@ -172,9 +181,27 @@ def panels(shot: np.ndarray, first_width: int) -> list[np.ndarray]:
 def test_window_under_x_shows_three_panels_and_the_header(run, tmp_path, display, mode):
     env = {**os.environ, "DISPLAY": display, "OMP_NUM_THREADS": "1"}
     env.pop("SDL_VIDEODRIVER", None)
-    proc = subprocess.Popen([sys.executable, "-m", "wmbench", "play", str(run), "--mode", mode, "--keys", KEYS,
-                             "--out", str(tmp_path), "--fps", "8"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "wmbench",
+            "play",
+            str(run),
+            "--mode",
+            mode,
+            "--keys",
+            KEYS,
+            "--out",
+            str(tmp_path),
+            "--fps",
+            "8",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         window = find_window(f"wmbench play: {mode}", env)
         for _ in range(600):  # until the scripted keys are past and the recording is saved

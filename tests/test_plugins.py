@@ -19,21 +19,21 @@ from wmbench.plugins import PluginInfo, Registry, plugin_manager
 from wmbench.rundir import RunDir
 
 BROKEN = "import wmbench_no_such_dependency\n"
-HALF = '''
+HALF = """
 from wmbench.hookspecs import hookimpl
 
 @hookimpl
 def wmbench_register_backbones(register):
     register("half-a", lambda options, shape: None, summary="registered before the failure")
     raise RuntimeError("half way")
-'''
-MISSPELT = '''
+"""
+MISSPELT = """
 from wmbench.hookspecs import hookimpl
 
 @hookimpl
 def wmbench_register_backbone(register):
     pass
-'''
+"""
 COMMAND = '''
 import click
 from wmbench.hookspecs import hookimpl
@@ -70,7 +70,9 @@ def test_only_named_plugins_load(monkeypatch):
     assert "Pong" in reg.games
 
     monkeypatch.setenv("WMBENCH_PLUGINS", "scratch,atary")
-    with pytest.raises(WmbenchError, match="WMBENCH_PLUGINS names plugin 'atary', which is not installed .did you mean 'atari'"):
+    with pytest.raises(
+        WmbenchError, match="WMBENCH_PLUGINS names plugin 'atary', which is not installed .did you mean 'atari'"
+    ):
         Registry(*plugin_manager()).check()
 
 
@@ -129,7 +131,9 @@ def test_a_plugin_failing_to_add_its_command_is_recorded(site):
 
 @pytest.mark.slow
 def test_help_and_plugins_work_beside_a_broken_plugin(tmp_path):
-    site = add_package(tmp_path / "site", "wmbench-t-broken", "0.3", {"broken": "wmbench_t_broken"}, {"wmbench_t_broken": BROKEN})
+    site = add_package(
+        tmp_path / "site", "wmbench-t-broken", "0.3", {"broken": "wmbench_t_broken"}, {"wmbench_t_broken": BROKEN}
+    )
     add_package(site, "wmbench-t-hello", "2.0", {"hello": "wmbench_t_hello"}, {"wmbench_t_hello": COMMAND})
 
     done = wmbench("--help", site=site)
@@ -141,8 +145,14 @@ def test_help_and_plugins_work_beside_a_broken_plugin(tmp_path):
     assert done.returncode == 0, done.stderr
     rows = {r["name"]: r for r in json.loads(done.stdout)}
     assert rows["broken"]["status"] == "failed" and "ModuleNotFoundError" in rows["broken"]["problem"]
-    assert rows["hello"] == {"name": "hello", "distribution": "wmbench-t-hello", "version": "2.0", "status": "loaded",
-                             "hooks": ["wmbench_add_commands"], "problem": None}
+    assert rows["hello"] == {
+        "name": "hello",
+        "distribution": "wmbench-t-hello",
+        "version": "2.0",
+        "status": "loaded",
+        "hooks": ["wmbench_add_commands"],
+        "problem": None,
+    }
 
     done = wmbench("describe", site=site)  # a command that uses the plugins fails with the one line
     assert done.returncode == 2 and done.stdout == ""
@@ -157,14 +167,17 @@ def test_plugins_lists_every_hook_of_the_built_ins():
     assert done.exit_code == 0, done.output
     rows = {r["name"]: r for r in json.loads(done.output)}
     assert rows["atari"]["hooks"] == ["wmbench_register_env_suites"]
-    assert rows["tensorboard"]["hooks"] == rows["wandb"]["hooks"] == ["wmbench_metrics_logged", "wmbench_run_finished", "wmbench_run_started"]
+    assert (
+        rows["tensorboard"]["hooks"]
+        == rows["wandb"]["hooks"]
+        == ["wmbench_metrics_logged", "wmbench_run_finished", "wmbench_run_started"]
+    )
     assert all(r["distribution"] == "wmbench" and r["status"] == "loaded" for r in rows.values())
     done = CliRunner().invoke(cli, ["plugins"])
     assert re.search(r"^atari +wmbench \S+ +hooks: wmbench_register_env_suites$", done.output, re.M), done.output
 
 
 # Run observers -----------------------------------------------------------------------------------------------
-
 
 
 class Recorder:
@@ -232,21 +245,31 @@ def test_observers_hear_the_run_and_a_failing_one_is_warned_of_once(tmp_path):
     assert [c[0] for c in failing.calls] == ["started", "metrics"]  # nothing after its failure
     assert unchosen.calls == []  # observers hear only the runs that name them
     (warning,) = warnings
-    assert warning.startswith("warning: plugin 'recorder1' from package 'wmbench-tests' failed in wmbench_metrics_logged (OSError: disk full)")
+    assert warning.startswith(
+        "warning: plugin 'recorder1' from package 'wmbench-tests' failed in wmbench_metrics_logged (OSError: disk full)"
+    )
     assert len(records) == 2 and trainer.run.summary.exists()  # the run folder is whole
 
 
 def test_an_observer_failing_at_start_stops_the_run_before_any_epoch(tmp_path):
     reg = _with(Recorder(fail_in="started"))
-    with pytest.raises(WmbenchError, match="plugin 'recorder0' from package 'wmbench-tests' failed in wmbench_run_started .OSError: disk full.; no epoch ran"):
+    with pytest.raises(
+        WmbenchError,
+        match="plugin 'recorder0' from package 'wmbench-tests' failed in wmbench_run_started .OSError: disk full.; no epoch ran",
+    ):
         _run(reg, tmp_path / "run", ["recorder0"], [])
-    assert not (tmp_path / "run" / "metrics.jsonl").exists() and not (tmp_path / "run" / "checkpoints" / "last.pt").exists()
+    assert (
+        not (tmp_path / "run" / "metrics.jsonl").exists()
+        and not (tmp_path / "run" / "checkpoints" / "last.pt").exists()
+    )
 
 
 def test_an_unknown_logger_is_refused_before_anything_is_written(tmp_path):
     from wmbench.plugins import registry
 
-    with pytest.raises(WmbenchError, match="unknown logger 'tensorbord' .did you mean 'tensorboard'.* choose from .*tensorboard, wandb"):
+    with pytest.raises(
+        WmbenchError, match="unknown logger 'tensorbord' .did you mean 'tensorboard'.* choose from .*tensorboard, wandb"
+    ):
         _run(registry(), tmp_path / "run", ["tensorbord"], [])
     assert not (tmp_path / "run").exists()
 
@@ -264,5 +287,9 @@ def test_observers_hear_an_eval_as_a_run_of_its_output_folder(tmp_path):
     assert [c[0] for c in heard.calls] == ["started", "metrics", "finished"]
     assert heard.calls[0][1] == tmp_path / "evals"
     metrics = heard.calls[1][1]
-    assert (metrics["epoch"], metrics["env_steps"], metrics["eval/return"]) == (2, trainer.env_steps, record["return_mean"])
+    assert (metrics["epoch"], metrics["env_steps"], metrics["eval/return"]) == (
+        2,
+        trainer.env_steps,
+        record["return_mean"],
+    )
     assert heard.calls[2][1] == {**json.loads(path.read_text()), "epochs": 2}

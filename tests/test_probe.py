@@ -127,9 +127,8 @@ class _BatchNormOverTime(_Base):
 
 
 def test_scratch_backbone_passes_and_is_left_as_it_was():
-    from wmbench_scratch import build
-
     from wmbench.testing import tiny_shape
+    from wmbench_scratch import build
 
     backbone = build(None, tiny_shape()).train()
     before = {k: v.clone() for k, v in backbone.state_dict().items()}

@@ -46,9 +46,17 @@ def manual_actor_critic(state: dict[str, torch.Tensor], frames: torch.Tensor) ->
     """IRIS's actor-critic step from a zero LSTM state, written out from the checkpoint's tensors."""
     x = frames * 2 - 1
     for i in range(1, 5):
-        x = F.relu(F.max_pool2d(F.conv2d(x, state[f"actor_critic.conv{i}.weight"], state[f"actor_critic.conv{i}.bias"], padding=1), 2))
+        x = F.relu(
+            F.max_pool2d(
+                F.conv2d(x, state[f"actor_critic.conv{i}.weight"], state[f"actor_critic.conv{i}.bias"], padding=1), 2
+            )
+        )
     x = x.flatten(1)
-    gates = x @ state["actor_critic.lstm.weight_ih"].T + state["actor_critic.lstm.bias_ih"] + state["actor_critic.lstm.bias_hh"]
+    gates = (
+        x @ state["actor_critic.lstm.weight_ih"].T
+        + state["actor_critic.lstm.bias_ih"]
+        + state["actor_critic.lstm.bias_hh"]
+    )
     i, f, g, o = gates.chunk(4, dim=1)
     c = torch.sigmoid(i) * torch.tanh(g)  # the forget gate acts on a zero cell state
     h = torch.sigmoid(o) * torch.tanh(c)
@@ -110,24 +118,51 @@ def test_parts_and_mismatches(iris_agent, tmp_path, registry):
     pong = build_agent(cfg.resolve("iris", "Pong", 0, "vqvae", "scratch", [], registry), registry, 6)
     full = tmp_path / "full.pt"
     torch.save(state, full)
-    with pytest.raises(WmbenchError, match=r"actor_critic.actor_linear.weight has shape \(4, 512\), the agent \(6, 512\)"):
+    with pytest.raises(
+        WmbenchError, match=r"actor_critic.actor_linear.weight has shape \(4, 512\), the agent \(6, 512\)"
+    ):
         checkpoints.load_reference(pong, full)
 
 
 def wmbench(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "wmbench", *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "wmbench", *args], capture_output=True, text=True, cwd=cwd, timeout=600
+    )
 
 
 def test_describe_and_eval_with_init(tmp_path):
     path = tmp_path / "iris.pt"
     torch.save(reference_state(), path)
-    result = wmbench("describe", "--preset", "iris", "--game", "Breakout", "--init", str(path), "--init-parts", "tokenizer,world_model", cwd=tmp_path)
+    result = wmbench(
+        "describe",
+        "--preset",
+        "iris",
+        "--game",
+        "Breakout",
+        "--init",
+        str(path),
+        "--init-parts",
+        "tokenizer,world_model",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert f"loaded tokenizer, world_model from {path}" in result.stdout
     result = wmbench("describe", "--preset", "smoke", "--game", "Breakout", "--init", str(path), cwd=tmp_path)
     assert result.returncode == 2 and "does not fit this agent" in result.stderr
-    result = wmbench("eval", "--init", str(path), "--game", "Breakout", "--episodes", "2", "--envs", "2",
-                     "--set", "env.max_frames_test=200", cwd=tmp_path)
+    result = wmbench(
+        "eval",
+        "--init",
+        str(path),
+        "--game",
+        "Breakout",
+        "--episodes",
+        "2",
+        "--envs",
+        "2",
+        "--set",
+        "env.max_frames_test=200",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     (written,) = (tmp_path / "evals" / "iris").glob("*.json")
     record = json.loads(written.read_text())
@@ -138,8 +173,14 @@ def test_eval_run_folder_and_checkpoint_file(tmp_path, registry):
     from wmbench.engine.trainer import Trainer
     from wmbench.rundir import RunDir
 
-    overrides = ["training.epochs=1", "training.collect.steps_per_epoch=20", "training.media_every=0",
-                 "eval.final_episodes=1", "eval.num_envs=1", "env.max_frames_test=300"]
+    overrides = [
+        "training.epochs=1",
+        "training.collect.steps_per_epoch=20",
+        "training.media_every=0",
+        "eval.final_episodes=1",
+        "eval.num_envs=1",
+        "env.max_frames_test=300",
+    ]
     config = cfg.resolve("smoke", "Pong", 0, "vqvae", "scratch", overrides, registry)
     run = RunDir(tmp_path / "run")
     run.create(cfg.to_dict(config))
@@ -153,7 +194,9 @@ def test_eval_run_folder_and_checkpoint_file(tmp_path, registry):
     assert record["return_mean"] == pytest.approx(sum(record["returns"]) / 3)
     assert record["human_normalised_score"] == pytest.approx((record["return_mean"] + 20.7) / (14.6 + 20.7))
 
-    result = wmbench("eval", str(run.last_checkpoint), "--episodes", "3", "--envs", "2", "--out", "elsewhere", cwd=tmp_path)
+    result = wmbench(
+        "eval", str(run.last_checkpoint), "--episodes", "3", "--envs", "2", "--out", "elsewhere", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     (again,) = (tmp_path / "elsewhere").glob("*.json")
     assert json.loads(again.read_text())["returns"] == record["returns"]  # same seed, same protocol
@@ -166,4 +209,7 @@ def test_eval_run_folder_and_checkpoint_file(tmp_path, registry):
         ([str(run.path), "--episodes", "0"], "0 is not in the range x>=1"),
     ):
         result = wmbench("eval", *args, cwd=tmp_path)
-        assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1, (args, result.stderr)
+        assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1, (
+            args,
+            result.stderr,
+        )

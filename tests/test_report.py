@@ -15,8 +15,8 @@ pytest.importorskip("seaborn")
 pd = pytest.importorskip("pandas")
 
 from wmbench.errors import WmbenchError  # noqa: E402
-from wmbench.report import baselines, stats  # noqa: E402
 from wmbench.markdown import table as markdown  # noqa: E402
+from wmbench.report import baselines, stats  # noqa: E402
 from wmbench.report.compare import compare  # noqa: E402
 from wmbench.report.runs import load_run  # noqa: E402
 from wmbench.rundir import find_run_dirs  # noqa: E402
@@ -155,7 +155,13 @@ def write_run(folder: Path, game: str, backbone: str, seed: int, level: int, dro
     final = base + gain * (level + 1) + seed * 0.5
     lines = []
     for epoch in range(1, 5):
-        line = {"time": 0.0, "epoch": epoch, "env_steps": 100 * epoch, "wall_time": 2.0 * epoch, "collect/return": base + epoch * 0.1}
+        line = {
+            "time": 0.0,
+            "epoch": epoch,
+            "env_steps": 100 * epoch,
+            "wall_time": 2.0 * epoch,
+            "collect/return": base + epoch * 0.1,
+        }
         if epoch > 1:
             line["loss/world_model/total"] = 5.0 / epoch + level * 0.2 + seed * 0.01
             line["throughput/imagined_frames_per_s"] = 100.0 * (level + 1)
@@ -236,7 +242,11 @@ def test_compare_writes_report(runs, tmp_path):
     assert (poi["X"], poi["Y"]) == ("gpt2", "scratch")  # methods in alphabetical order
     assert float(poi["P(X > Y)"]) == pytest.approx(1.0)
 
-    (sample,) = [r for r in _csv(out / "sample_efficiency.csv") if r["method"] == "scratch" and r["game"] == "Pong" and r["env_steps"] == "400"]
+    (sample,) = [
+        r
+        for r in _csv(out / "sample_efficiency.csv")
+        if r["method"] == "scratch" and r["game"] == "Pong" and r["env_steps"] == "400"
+    ]
     assert float(sample["mean"]) == pytest.approx(-18.75)  # the final evaluation and sample["seeds"] == "2"
 
     throughput = {r["method"]: r for r in _csv(out / "throughput.csv")}
@@ -336,7 +346,11 @@ def write_wm_run(folder: Path, game: str, seed: int, pretrained: bool, drop: tup
     for key in drop:
         summary.pop(key)
     (folder / "summary.json").write_text(json.dumps(summary))
-    config = {"game": game, "seed": seed, "backbone": {"name": "llm-lora", "options": {"model": "smollm2-135m", "pretrained": pretrained}}}
+    config = {
+        "game": game,
+        "seed": seed,
+        "backbone": {"name": "llm-lora", "options": {"model": "smollm2-135m", "pretrained": pretrained}},
+    }
     (folder / "config.json").write_text(json.dumps(config))
     return folder
 
@@ -347,13 +361,23 @@ def test_compare_world_model_runs(tmp_path):
     report = compare(folders, tmp_path / "out", [], reps=100)
     out = tmp_path / "out"
     text = report.read_text()
-    for name in ("data_efficiency.csv", "frames_to_target.csv", "wm_heldout_loss.png", "wm_rollout_psnr.png", "wm_rollout_tokens.png"):
+    for name in (
+        "data_efficiency.csv",
+        "frames_to_target.csv",
+        "wm_heldout_loss.png",
+        "wm_rollout_psnr.png",
+        "wm_rollout_tokens.png",
+    ):
         assert (out / name).is_file() and f"({name})" in text, name
     assert "# World-model track" in text and "# Agent track" not in text and not (out / "aggregates.csv").exists()
     # The two setups differ only in backbone.options.pretrained: that names them.
     rows = _csv(out / "data_efficiency.csv")
     assert {r["method"] for r in rows} == {"llm-lora[pretrained=true]", "llm-lora[pretrained=false]"}
-    row = next(r for r in rows if r["method"] == "llm-lora[pretrained=false]" and r["game"] == "Pong" and r["env_steps"] == "200")
+    row = next(
+        r
+        for r in rows
+        if r["method"] == "llm-lora[pretrained=false]" and r["game"] == "Pong" and r["env_steps"] == "200"
+    )
     assert row["seeds"] == "2"
     assert float(row["heldout/loss/observations mean"]) == pytest.approx(np.mean([4.0, 4.1]))
     assert float(row["heldout/loss/observations std"]) == pytest.approx(np.std([4.0, 4.1], ddof=1))
@@ -409,10 +433,14 @@ def test_world_model_run_bad_budget_row_names_folder(tmp_path):
     summary = json.loads((folder / "summary.json").read_text())
     summary["per_budget"][1].pop("heldout/loss/observations")
     (folder / "summary.json").write_text(json.dumps(summary))
-    with pytest.raises(WmbenchError, match=rf"{folder}: summary.json per_budget\[1\] has no number 'heldout/loss/observations'"):
+    with pytest.raises(
+        WmbenchError, match=rf"{folder}: summary.json per_budget\[1\] has no number 'heldout/loss/observations'"
+    ):
         load_run(folder)
 
 
 def test_markdown_cells():
-    table = markdown(pd.DataFrame({"name": ["a|b"], "small": [0.012345], "mid": [999.6], "big": [12345.6], "none": [float("nan")]}))
+    table = markdown(
+        pd.DataFrame({"name": ["a|b"], "small": [0.012345], "mid": [999.6], "big": [12345.6], "none": [float("nan")]})
+    )
     assert table.splitlines()[-1] == "| a\\|b | 0.0123 | 1,000 | 12,346 | – |"

@@ -18,11 +18,21 @@ from wmbench.engine.trainer import Trainer
 from wmbench.rundir import RunDir
 
 TINY = [
-    "training.epochs=3", "training.collect.steps_per_epoch=40", "training.media_every=3",
-    "training.tokenizer.start_after_epochs=1", "training.tokenizer.steps_per_epoch=2", "training.tokenizer.batch_size=8",
-    "training.world_model.start_after_epochs=1", "training.world_model.steps_per_epoch=2", "training.world_model.batch_size=4",
-    "training.actor_critic.start_after_epochs=2", "training.actor_critic.steps_per_epoch=1", "training.actor_critic.batch_size=4",
-    "eval.final_episodes=1", "eval.num_envs=1", "env.max_frames_test=400",
+    "training.epochs=3",
+    "training.collect.steps_per_epoch=40",
+    "training.media_every=3",
+    "training.tokenizer.start_after_epochs=1",
+    "training.tokenizer.steps_per_epoch=2",
+    "training.tokenizer.batch_size=8",
+    "training.world_model.start_after_epochs=1",
+    "training.world_model.steps_per_epoch=2",
+    "training.world_model.batch_size=4",
+    "training.actor_critic.start_after_epochs=2",
+    "training.actor_critic.steps_per_epoch=1",
+    "training.actor_critic.batch_size=4",
+    "eval.final_episodes=1",
+    "eval.num_envs=1",
+    "env.max_frames_test=400",
 ]
 VOLATILE = ("time", "wall_time")
 """Metrics that measure the clock, not the run."""
@@ -67,11 +77,23 @@ def test_metrics_and_summary(straight):
     assert "loss/world_model/observations" in records[1] and "loss/actor_critic/total" in records[2]
     written = json.loads(run.summary.read_text())
     assert written["schema_version"] == 1 and written["seed"] == 0 and written["game"] == "Pong"
-    for key in ("eval_returns", "human_normalised_score", "parameters", "peak_memory", "packages", "wall_time_s", "device"):
+    for key in (
+        "eval_returns",
+        "human_normalised_score",
+        "parameters",
+        "peak_memory",
+        "packages",
+        "wall_time_s",
+        "device",
+    ):
         assert key in written
     assert summary["env_steps"] == 120
     state = torch.load(run.last_checkpoint, weights_only=True)
-    assert {k.split(".")[0] for k in state["agent"]} == {"tokenizer", "world_model", "actor_critic"}  # the reference's prefixes
+    assert {k.split(".")[0] for k in state["agent"]} == {
+        "tokenizer",
+        "world_model",
+        "actor_critic",
+    }  # the reference's prefixes
 
 
 def test_same_seed_same_metrics(registry, tmp_path, straight):
@@ -102,8 +124,12 @@ def test_media_videos_and_grids(straight):
     run, _ = straight
     names = sorted(p.name for p in run.media.iterdir())
     suffix = ".mp4" if any(n.endswith(".mp4") for n in names) else ".gif"
-    assert {f"train_epoch_0003{suffix}", f"imagined_epoch_0003{suffix}", "reconstructions_epoch_0003.png",
-            f"test_final{suffix}"} <= set(names), names
+    assert {
+        f"train_epoch_0003{suffix}",
+        f"imagined_epoch_0003{suffix}",
+        "reconstructions_epoch_0003.png",
+        f"test_final{suffix}",
+    } <= set(names), names
     import imageio.v3 as iio
 
     video = iio.imread(run.media / f"imagined_epoch_0003{suffix}")
@@ -132,8 +158,24 @@ def test_smoke_run_end_to_end(tmp_path):
     """The README's main job: the smoke preset on Pong, to the end, with falling losses."""
     out = tmp_path / "run"
     result = subprocess.run(
-        [sys.executable, "-m", "wmbench", "run", "--backbone", "scratch", "--game", "Pong", "--preset", "smoke", "--out", str(out)],
-        capture_output=True, text=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        [
+            sys.executable,
+            "-m",
+            "wmbench",
+            "run",
+            "--backbone",
+            "scratch",
+            "--game",
+            "Pong",
+            "--preset",
+            "smoke",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert result.returncode == 0, result.stderr[-2000:]
     run = RunDir(out)
@@ -149,10 +191,15 @@ def test_smoke_run_end_to_end(tmp_path):
 
 # Whole processes: kill -9 at several points, Ctrl-C, and the command line's errors. -------------------------
 
+
 def wmbench(*args, **kwargs):
     return subprocess.Popen(
-        [sys.executable, "-m", "wmbench", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"}, **kwargs,
+        [sys.executable, "-m", "wmbench", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        **kwargs,
     )
 
 
@@ -228,7 +275,13 @@ def _bad_checkpoints(folder: Path, good: Path) -> dict[str, Path]:
     garbage.write_bytes(b"not a checkpoint")
     foreign = folder / "foreign.pt"
     torch.save({"weights": torch.zeros(3)}, foreign)
-    return {"missing": folder / "missing.pt", "truncated": truncated, "garbage": garbage, "pickled": pickled, "foreign": foreign}
+    return {
+        "missing": folder / "missing.pt",
+        "truncated": truncated,
+        "garbage": garbage,
+        "pickled": pickled,
+        "foreign": foreign,
+    }
 
 
 def test_bad_checkpoints_are_one_line_errors(tmp_path, straight):
@@ -243,9 +296,15 @@ def test_bad_checkpoints_are_one_line_errors(tmp_path, straight):
     }
     for name, path in cases.items():
         for args in (["eval", str(path)], ["describe", "--preset", "iris", "--game", "Breakout", "--init", str(path)]):
-            result = subprocess.run([sys.executable, "-m", "wmbench", *args], capture_output=True, text=True, cwd=tmp_path)
+            result = subprocess.run(
+                [sys.executable, "-m", "wmbench", *args], capture_output=True, text=True, cwd=tmp_path
+            )
             lines = result.stderr.strip().splitlines()
-            assert result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr, (name, args, result.stderr)
+            assert result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr, (
+                name,
+                args,
+                result.stderr,
+            )
             if args[0] == "eval":
                 assert expected[name] in lines[0], lines[0]
     assert not (tmp_path / "PWNED").exists()

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from wmbench.benchmark import cells, load_benchmark
 from wmbench.cli import cli
 from wmbench.errors import WmbenchError
-from wmbench.benchmark import cells, load_benchmark
 from wmbench.sweep import Sweep
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -35,7 +35,9 @@ def toml_list(items: list[str]) -> str:
     return "[" + ", ".join(json.dumps(i) for i in items) + "]"
 
 
-def benchmark(tmp_path: Path, backbones: str, track: str = "agent", games: str = '["Pong"]', extra: str = "", more: tuple = ()) -> Path:
+def benchmark(
+    tmp_path: Path, backbones: str, track: str = "agent", games: str = '["Pong"]', extra: str = "", more: tuple = ()
+) -> Path:
     """A benchmark file of tiny cells; ``more`` overrides go after the tiny ones."""
     text = f'name = "t"\ntrack = "{track}"\npreset = "smoke"\ngames = {games}\nseeds = [0]\nset = {toml_list([*TINY, *more])}\n{extra}\n{backbones}'
     return write(tmp_path / "bench.toml", text)
@@ -48,7 +50,15 @@ BROKEN = f'[[backbones]]\nname = "scratch"\nlabel = "broken"\nset = {toml_list(F
 def test_shipped_benchmarks_are_valid():
     smoke = load_benchmark(BENCHMARKS / "smoke.toml")
     assert smoke.track == "agent" and smoke.games == ("Pong", "Breakout") and smoke.seeds == (0,)
-    assert [b.name for b in smoke.backbones] == ["scratch", "llm-frozen", "llm-lora", "llm-qlora", "llm-full", "vit", "clip"]
+    assert [b.name for b in smoke.backbones] == [
+        "scratch",
+        "llm-frozen",
+        "llm-lora",
+        "llm-qlora",
+        "llm-full",
+        "vit",
+        "clip",
+    ]
     assert len(cells(smoke)) == 14
     atari = load_benchmark(BENCHMARKS / "atari100k.toml")
     assert (atari.preset, len(atari.games), atari.seeds) == ("iris", 26, (0, 1, 2, 3, 4))
@@ -62,12 +72,20 @@ def test_cell_ids_and_commands(tmp_path):
     two = SCRATCH + '[[backbones]]\nname = "llm-lora"\nlabel = "lora-random"\nset = ["backbone.pretrained=false"]\n'
     bench = load_benchmark(benchmark(tmp_path, two, games='["Pong", "Breakout"]'))
     ids = [c.id for c in cells(bench)]
-    assert ids == ["Pong-scratch-vqvae-s0", "Pong-lora-random-vqvae-s0", "Breakout-scratch-vqvae-s0", "Breakout-lora-random-vqvae-s0"]
+    assert ids == [
+        "Pong-scratch-vqvae-s0",
+        "Pong-lora-random-vqvae-s0",
+        "Breakout-scratch-vqvae-s0",
+        "Breakout-lora-random-vqvae-s0",
+    ]
     sweep = Sweep(bench, tmp_path / "out", jobs=2)
     cell = cells(bench)[1]
     argv = sweep.argv(cell, "run")
     assert argv[1:4] == ["-m", "wmbench", "run"]
-    assert argv[argv.index("--backbone") + 1] == "llm-lora" and argv[-2:] == ["--out", str(tmp_path / "out" / "cells" / cell.id)]
+    assert argv[argv.index("--backbone") + 1] == "llm-lora" and argv[-2:] == [
+        "--out",
+        str(tmp_path / "out" / "cells" / cell.id),
+    ]
     assert "backbone.pretrained=false" in argv and "training.epochs=2" in argv
     assert sweep.argv(cell, "resume")[3:] == ["run", "--resume", str(tmp_path / "out" / "cells" / cell.id)]
 
@@ -78,7 +96,10 @@ def test_cell_ids_and_commands(tmp_path):
     assert cell.id == "Pong-scratch-vqvae" and cell.seed is None
     argv = Sweep(throughput, tmp_path / "tp", 1).argv(cell, "run")
     assert argv[3] == "bench" and "--seed" not in argv and argv[argv.index("--batch") + 1] == "4"
-    assert argv[-2:] == ["--csv", str(tmp_path / "tp" / "cells" / cell.id / "throughput.partial.csv")]  # renamed on success
+    assert argv[-2:] == [
+        "--csv",
+        str(tmp_path / "tp" / "cells" / cell.id / "throughput.partial.csv"),
+    ]  # renamed on success
 
 
 TOP = {"name": '"t"', "track": '"agent"', "preset": '"smoke"', "games": '["Pong"]', "seeds": "[0]"}
@@ -87,11 +108,23 @@ TOP = {"name": '"t"', "track": '"agent"', "preset": '"smoke"', "games": '["Pong"
 @pytest.mark.parametrize(
     "top, backbones, message",
     [
-        ({}, '[[backbones]]\nname = "scrach"\n', r"backbones\[0\]: unknown backbone 'scrach' \(did you mean 'scratch'\?\)"),
+        (
+            {},
+            '[[backbones]]\nname = "scrach"\n',
+            r"backbones\[0\]: unknown backbone 'scrach' \(did you mean 'scratch'\?\)",
+        ),
         ({"games": '["Pongg"]'}, SCRATCH, r"unknown game 'Pongg' \(did you mean 'Pong'\?\)"),
         ({"colour": '"red"'}, SCRATCH, r"unknown key 'colour'"),
-        ({}, '[[backbones]]\nname = "scratch"\nsett = []\n', r"backbones\[0\]: unknown key 'sett' \(did you mean 'set'\?\)"),
-        ({}, '[[backbones]]\nname = "scratch"\nset = ["world_model.num_layer=2"]\n', r"backbones\[0\] \(scratch\): unknown config key 'world_model.num_layer'"),
+        (
+            {},
+            '[[backbones]]\nname = "scratch"\nsett = []\n',
+            r"backbones\[0\]: unknown key 'sett' \(did you mean 'set'\?\)",
+        ),
+        (
+            {},
+            '[[backbones]]\nname = "scratch"\nset = ["world_model.num_layer=2"]\n',
+            r"backbones\[0\] \(scratch\): unknown config key 'world_model.num_layer'",
+        ),
         ({}, '[[backbones]]\nname = "scratch"\nset = ["training.epochs=\\"many\\""]\n', r"training.epochs must be int"),
         ({}, SCRATCH * 2, r"same label"),
         ({"seeds": '["zero"]'}, SCRATCH, r"'seeds' must be a non-empty list of ints"),
@@ -112,7 +145,9 @@ def test_bad_benchmark_names_file_and_entry(tmp_path, top, backbones, message):
 
 def test_world_model_budgets_checked_before_running(tmp_path):
     path = benchmark(tmp_path, SCRATCH, track="world-model", more=("world_model_track.budgets=[30, 60]",))
-    with pytest.raises(WmbenchError, match=r"backbones\[0\] \(scratch\): world_model_track.budgets must be increasing multiples"):
+    with pytest.raises(
+        WmbenchError, match=r"backbones\[0\] \(scratch\): world_model_track.budgets must be increasing multiples"
+    ):
         load_benchmark(path)
 
 
@@ -122,7 +157,11 @@ def test_broken_or_missing_file(tmp_path):
     with pytest.raises(WmbenchError, match="not valid TOML"):
         load_benchmark(write(tmp_path / "x.toml", "name = \n"))
     result = CliRunner().invoke(cli, ["sweep", str(tmp_path / "x.toml"), "--out", str(tmp_path / "out")])
-    assert result.exit_code == 2 and result.output.startswith("wmbench: error:") and len(result.output.strip().splitlines()) == 1
+    assert (
+        result.exit_code == 2
+        and result.output.startswith("wmbench: error:")
+        and len(result.output.strip().splitlines()) == 1
+    )
     assert not (tmp_path / "out").exists()
 
 
@@ -144,7 +183,11 @@ def test_dry_run_writes_nothing(tmp_path):
     result = CliRunner().invoke(cli, ["sweep", str(path), "--out", str(tmp_path / "out"), "--dry-run"])
     assert result.exit_code == 0, result.output
     lines = result.output.strip().splitlines()
-    assert len(lines) == 2 and lines[0].startswith("Pong-scratch-vqvae-s0  [run]") and "world_model.num_heads=3" in lines[1]
+    assert (
+        len(lines) == 2
+        and lines[0].startswith("Pong-scratch-vqvae-s0  [run]")
+        and "world_model.num_heads=3" in lines[1]
+    )
     assert not (tmp_path / "out").exists()
 
 
@@ -158,13 +201,15 @@ def test_failure_isolated_finished_cell_skipped_and_index(tmp_path):
     (finished / "summary.json").write_text('{"made": "earlier"}')
     # A sweep folder holds its benchmark record: make the folder as a sweep would, then run.
     out.joinpath("benchmark.json").write_text(json.dumps({"file": str(bench.path), "definition": bench.definition()}))
-    for attempt in range(2):
+    for _ in range(2):
         result = CliRunner().invoke(cli, ["sweep", str(bench.path), "--out", str(out), "--jobs", "2"])
         assert result.exit_code == 1, result.output
         assert "1 of 2 cells finished" in result.output
         index = json.loads((out / "index.json").read_text())
         rows = {r["id"]: r for r in index["cells"]}
-        assert rows["Pong-scratch-vqvae-s0"]["status"] == "finished" and rows["Pong-scratch-vqvae-s0"]["action"] == "skip"
+        assert (
+            rows["Pong-scratch-vqvae-s0"]["status"] == "finished" and rows["Pong-scratch-vqvae-s0"]["action"] == "skip"
+        )
         broken = rows["Pong-broken-vqvae-s0"]
         assert broken["status"] == "failed" and broken["action"] == "run" and broken["returncode"] == 2
         assert "embed_dim (64) must be divisible by num_heads (3)" in broken["error"]

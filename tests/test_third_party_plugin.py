@@ -30,9 +30,24 @@ def _install(source: Path, target: Path) -> Path:
     copy = target.parent / f"{target.name}-src"
     shutil.copytree(source, copy, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", ".pytest_cache"))
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-input",
-         "--disable-pip-version-check", "--quiet", "--target", str(target), str(copy)],
-        check=True, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-input",
+            "--disable-pip-version-check",
+            "--quiet",
+            "--target",
+            str(target),
+            str(copy),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     return target
 
@@ -77,7 +92,11 @@ def test_package_own_tests_pass_when_installed(gru_site, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(gru_site)}
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tests)],
-        capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=tmp_path,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert "4 passed" in done.stdout, done.stdout[-2000:]
@@ -88,11 +107,29 @@ def test_smoke_run_end_to_end(gru_site, tmp_path):
     """The smoke preset, cut to three short epochs, with the actor-critic imagining through the GRU's cache."""
     out = tmp_path / "run"
     done = wmbench(
-        "run", "--backbone", "gru", "--game", "Pong", "--preset", "smoke", "--out", str(out),
-        "--set", "training.epochs=3", "--set", "training.collect.steps_per_epoch=50",
-        "--set", "eval.final_episodes=1", "--set", "eval.num_envs=1",
-        "--set", "training.actor_critic.start_after_epochs=2", "--set", "backbone.hidden_layers=1",
-        site=gru_site, timeout=600,
+        "run",
+        "--backbone",
+        "gru",
+        "--game",
+        "Pong",
+        "--preset",
+        "smoke",
+        "--out",
+        str(out),
+        "--set",
+        "training.epochs=3",
+        "--set",
+        "training.collect.steps_per_epoch=50",
+        "--set",
+        "eval.final_episodes=1",
+        "--set",
+        "eval.num_envs=1",
+        "--set",
+        "training.actor_critic.start_after_epochs=2",
+        "--set",
+        "backbone.hidden_layers=1",
+        site=gru_site,
+        timeout=600,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
@@ -108,7 +145,8 @@ def test_smoke_run_end_to_end(gru_site, tmp_path):
 def test_broken_plugin_names_itself_and_can_be_disabled(tmp_path):
     source = tmp_path / "wmbench-brokenexample"
     (source / "wmbench_brokenexample").mkdir(parents=True)
-    (source / "pyproject.toml").write_text(textwrap.dedent("""\
+    (source / "pyproject.toml").write_text(
+        textwrap.dedent("""\
         [build-system]
         requires = ["setuptools>=64"]
         build-backend = "setuptools.build_meta"
@@ -122,7 +160,8 @@ def test_broken_plugin_names_itself_and_can_be_disabled(tmp_path):
 
         [tool.setuptools]
         packages = ["wmbench_brokenexample"]
-        """))
+        """)
+    )
     (source / "wmbench_brokenexample" / "__init__.py").write_text("import wmbench_no_such_dependency\n")
     site = _install(source, tmp_path / "site")
 
@@ -165,7 +204,7 @@ def test_guide_plugin_works_as_written(tmp_path, monkeypatch):
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_text(body)
     entry_points = tomllib.loads(files["pyproject.toml"])["project"]["entry-points"]["wmbench"]
-    (plugin_name, module_name), = entry_points.items()
+    ((plugin_name, module_name),) = entry_points.items()
 
     monkeypatch.syspath_prepend(str(tmp_path))
     for name in [m for m in sys.modules if m == module_name or m.startswith(module_name + ".")]:

@@ -12,11 +12,11 @@ import sys
 
 import pytest
 import torch
+
+from wmbench.testing import check_backbone, check_tokenizer, tiny_shape
 from wmbench_vision import CLIPOptions, CLIPVQOptions, ViTOptions, ViTVQOptions
 from wmbench_vision.backbone import build_backbone
 from wmbench_vision.tokenizer import build_tokenizer
-
-from wmbench.testing import check_backbone, check_tokenizer, tiny_shape
 
 SMALL = {"width": 32, "layers": 2, "heads": 2}
 BACKBONES = {
@@ -25,8 +25,10 @@ BACKBONES = {
 }
 TOKENIZERS = {
     "vit-vq": ("timm", lambda **o: ViTVQOptions(**SMALL, decoder_layers=2, vocab_size=64, **o)),
-    "clip-vq": ("open_clip",
-                lambda **o: CLIPVQOptions(model="ViT-S-32", **SMALL, decoder_layers=2, vocab_size=64, **o)),
+    "clip-vq": (
+        "open_clip",
+        lambda **o: CLIPVQOptions(model="ViT-S-32", **SMALL, decoder_layers=2, vocab_size=64, **o),
+    ),
 }
 
 
@@ -57,16 +59,25 @@ def make_tokenizer(name, frame_size=32, **options):
 
 
 def test_importing_wmbench_and_its_plugins_imports_neither_timm_nor_open_clip():
-    code = ("import sys; from wmbench.plugins import registry; r = registry(); r.get('backbone', 'vit'); "
-            "r.get('tokenizer', 'clip-vq'); print(sorted(m for m in ('timm', 'open_clip') if m in sys.modules))")
+    code = (
+        "import sys; from wmbench.plugins import registry; r = registry(); r.get('backbone', 'vit'); "
+        "r.get('tokenizer', 'clip-vq'); print(sorted(m for m in ('timm', 'open_clip') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
 
-@pytest.mark.parametrize(("name", "options"), [
-    ("vit", {"mode": "full"}), ("vit", {"mode": "lora"}), ("vit", {"mode": "frozen"}),
-    ("clip", {"mode": "full"}), ("clip", {"mode": "lora"}), ("clip", {"mode": "full", "tower": "vision"}),
-])
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        ("vit", {"mode": "full"}),
+        ("vit", {"mode": "lora"}),
+        ("vit", {"mode": "frozen"}),
+        ("clip", {"mode": "full"}),
+        ("clip", {"mode": "lora"}),
+        ("clip", {"mode": "full", "tower": "vision"}),
+    ],
+)
 def test_backbones_conform(name, options):
     check_backbone(make_backbone(name, **options), trainable=True)
     facts = make_backbone(name, **options)().describe()
@@ -100,8 +111,9 @@ def _library(name, tower="text"):
         v = clip.visual
         return lambda x, causal: v.ln_post(v.transformer(v.ln_pre(x))) if not causal else None
     # The text tower's own forward is causal: its attn_mask is CLIP's causal mask.
-    return lambda x, causal: clip.ln_final(clip.transformer(x, attn_mask=clip.attn_mask[: x.size(1), : x.size(1)]
-                                                            if causal else None))
+    return lambda x, causal: clip.ln_final(
+        clip.transformer(x, attn_mask=clip.attn_mask[: x.size(1), : x.size(1)] if causal else None)
+    )
 
 
 @pytest.mark.parametrize(("name", "tower"), [("vit", "text"), ("clip", "text"), ("clip", "vision")])
@@ -135,8 +147,9 @@ def test_no_train_mode_leak(name):
     torch.testing.assert_close(outs[0][:, :10], outs[1][:, :10])
 
 
-@pytest.mark.parametrize(("name", "patch", "tokens"), [("vit-vq", 8, 16), ("vit-vq", 4, 64), ("clip-vq", 8, 16),
-                                                       ("clip-vq", 4, 64)])
+@pytest.mark.parametrize(
+    ("name", "patch", "tokens"), [("vit-vq", 8, 16), ("vit-vq", 4, 64), ("clip-vq", 8, 16), ("clip-vq", 4, 64)]
+)
 def test_tokenizers_conform(name, patch, tokens):
     make = make_tokenizer(name, patch_size=patch)
     check_tokenizer(make, 32)
@@ -223,8 +236,14 @@ def test_bad_options_are_one_line_exit_2(tmp_path):
         ("--tokenizer", "clip-vq", "--set", "tokenizer.patch_size=0"): "patch_size 0 does not divide",
         ("--backbone", "vit", "--set", "backbone.mode=half"): "backbone.mode must be one of",
         ("--backbone", "clip", "--set", "backbone.tower=audio"): "backbone.tower must be text or vision",
-        ("--backbone", "vit", "--set", "backbone.mode=lora", "--set", "backbone.lora_targets=[\"fc9\"]"):
-            "are not linear layers",
+        (
+            "--backbone",
+            "vit",
+            "--set",
+            "backbone.mode=lora",
+            "--set",
+            'backbone.lora_targets=["fc9"]',
+        ): "are not linear layers",
     }
     for args, message in cases.items():
         result = _cli(*args)
@@ -236,29 +255,66 @@ def test_bad_options_are_one_line_exit_2(tmp_path):
 def test_describe_says_where_weights_came_from():
     result = _cli("--backbone", "clip", "--tokenizer", "vit-vq", "--json")
     assert result.exit_code == 0, result.output
-    data = json.loads(result.output[result.output.index("{"):])
+    data = json.loads(result.output[result.output.index("{") :])
     assert data["backbone"]["pretrained"] is False and data["backbone"]["weights"] == "random init (open_clip's own)"
     assert data["tokenizer"]["weights"] == "random init (timm's own)" and data["tokens_per_frame"] == 16
 
 
-SMOKE = [a for o in ("training.epochs=4", "training.collect.steps_per_epoch=100",
-                     "training.tokenizer.start_after_epochs=1", "training.world_model.start_after_epochs=1",
-                     "training.tokenizer.steps_per_epoch=12", "training.world_model.steps_per_epoch=12",
-                     "training.actor_critic.start_after_epochs=3", "training.actor_critic.steps_per_epoch=1",
-                     "training.media_every=0", "env.max_frames_test=300", "eval.final_episodes=1") for a in ("--set", o)]
+SMOKE = [
+    a
+    for o in (
+        "training.epochs=4",
+        "training.collect.steps_per_epoch=100",
+        "training.tokenizer.start_after_epochs=1",
+        "training.world_model.start_after_epochs=1",
+        "training.tokenizer.steps_per_epoch=12",
+        "training.world_model.steps_per_epoch=12",
+        "training.actor_critic.start_after_epochs=3",
+        "training.actor_critic.steps_per_epoch=1",
+        "training.media_every=0",
+        "env.max_frames_test=300",
+        "eval.final_episodes=1",
+    )
+    for a in ("--set", o)
+]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("backbone", "tokenizer", "extra"), [
-    ("vit", "vqvae", []), ("clip", "vqvae", []),
-    ("scratch", "vit-vq", ["--set", "tokenizer.patch_size=4"]),  # 64 tokens per frame: 65-token blocks
-    ("scratch", "clip-vq", []),
-])
+@pytest.mark.parametrize(
+    ("backbone", "tokenizer", "extra"),
+    [
+        ("vit", "vqvae", []),
+        ("clip", "vqvae", []),
+        ("scratch", "vit-vq", ["--set", "tokenizer.patch_size=4"]),  # 64 tokens per frame: 65-token blocks
+        ("scratch", "clip-vq", []),
+    ],
+)
 def test_smoke_run_on_atari_losses_fall(tmp_path, backbone, tokenizer, extra):
     out = tmp_path / "run"
-    result = subprocess.run([sys.executable, "-m", "wmbench", "run", "--backbone", backbone, "--tokenizer", tokenizer,
-                             "--game", "Pong", "--preset", "smoke", *SMOKE, *extra, "--out", str(out)],
-                            check=False, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wmbench",
+            "run",
+            "--backbone",
+            backbone,
+            "--tokenizer",
+            tokenizer,
+            "--game",
+            "Pong",
+            "--preset",
+            "smoke",
+            *SMOKE,
+            *extra,
+            "--out",
+            str(out),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     for part in ("tokenizer", "world_model"):

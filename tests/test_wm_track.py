@@ -35,7 +35,9 @@ def cache(tmp_path, monkeypatch):
 
 def episode(length: int, start: int = 0) -> Episode:
     return Episode(
-        frames=torch.arange(start, start + length, dtype=torch.uint8)[:, None, None, None].expand(length, 3, 2, 2).clone(),
+        frames=torch.arange(start, start + length, dtype=torch.uint8)[:, None, None, None]
+        .expand(length, 3, 2, 2)
+        .clone(),
         actions=torch.zeros(length, dtype=torch.long),
         rewards=torch.zeros(length),
         ends=torch.arange(length) == length - 1,
@@ -45,7 +47,10 @@ def episode(length: int, start: int = 0) -> Episode:
 def test_split_by_whole_episodes_and_prefixes():
     episodes = [episode(10, 0), episode(5, 10), episode(3, 15), episode(2, 18)]
     train, heldout = dataset.split(episodes, 0.2, "test")
-    assert [len(e) for e in heldout] == [3, 2] and [len(e) for e in train] == [10, 5]  # the last episodes, >= 4 of 20 steps
+    assert [len(e) for e in heldout] == [3, 2] and [len(e) for e in train] == [
+        10,
+        5,
+    ]  # the last episodes, >= 4 of 20 steps
     cut = dataset.prefix(train, 12)
     assert [len(e) for e in cut] == [10, 2] and cut[1].frames[:, 0, 0, 0].tolist() == [10, 11]
     assert [len(e) for e in dataset.prefix(train, 10)] == [10]
@@ -55,7 +60,9 @@ def test_split_by_whole_episodes_and_prefixes():
 
 def test_frames_to_target_is_the_first_budget_at_or_below():
     rows = [{"env_steps": 40, OBS_LOSS: 3.0}, {"env_steps": 80, OBS_LOSS: 2.0}, {"env_steps": 120, OBS_LOSS: 2.5}]
-    assert frames_to_target(rows, 2.0) == 80 and frames_to_target(rows, 3.5) == 40 and frames_to_target(rows, 1.0) is None
+    assert (
+        frames_to_target(rows, 2.0) == 80 and frames_to_target(rows, 3.5) == 40 and frames_to_target(rows, 1.0) is None
+    )
 
 
 def test_dataset_collected_once_and_cached(registry, cache, monkeypatch):
@@ -67,7 +74,9 @@ def test_dataset_collected_once_and_cached(registry, cache, monkeypatch):
     monkeypatch.setattr(dataset, "collect", lambda *a: pytest.fail("collected twice"))
     again, _ = dataset.load_or_collect("Breakout", config.env, 120, 3, log=lambda *_: None)
     assert all(torch.equal(a.frames, b.frames) and torch.equal(a.actions, b.actions) for a, b in zip(first, again))
-    other = dataset.dataset_path("Breakout", cfg.resolve("smoke", "Breakout", 3, "vqvae", "scratch", [], registry).env, 120, 3)
+    other = dataset.dataset_path(
+        "Breakout", cfg.resolve("smoke", "Breakout", 3, "vqvae", "scratch", [], registry).env, 120, 3
+    )
     assert other != path  # other env settings (max_frames_train), another file
     path.write_bytes(b"not a dataset")
     with pytest.raises(WmbenchError, match="cannot load"):
@@ -105,7 +114,9 @@ def test_track_end_to_end_and_resume(registry, tmp_path, monkeypatch):
                     "loss/world_model/total", "loss/tokenizer/total"):  # fmt: skip
             assert key in row and torch.isfinite(torch.tensor(row[key])), key
         assert 0 <= row["heldout/accuracy/rewards"] <= 1 and 0 <= row["heldout/accuracy/ends"] <= 1
-        assert row["heldout/rollout_psnr@1"] == pytest.approx(-10 * torch.log10(torch.tensor(row["heldout/rollout_mse@1"])).item(), abs=3)
+        assert row["heldout/rollout_psnr@1"] == pytest.approx(
+            -10 * torch.log10(torch.tensor(row["heldout/rollout_mse@1"])).item(), abs=3
+        )
     assert rows[-1][OBS_LOSS] < rows[0][OBS_LOSS]  # 6 world-model steps already lower the held-out loss from log(64)
     written = json.loads(run.summary.read_text())
     assert written == {"schema_version": 1, **json.loads(json.dumps(summary))}
@@ -116,14 +127,18 @@ def test_track_end_to_end_and_resume(registry, tmp_path, monkeypatch):
 
 
 def test_budgets_beyond_the_train_part_are_refused(registry, tmp_path):
-    config = cfg.resolve("smoke", "Breakout", 0, "vqvae", "scratch", [*TINY, "world_model_track.budgets=[40,280]"], registry)
+    config = cfg.resolve(
+        "smoke", "Breakout", 0, "vqvae", "scratch", [*TINY, "world_model_track.budgets=[40,280]"], registry
+    )
     with pytest.raises(WmbenchError, match=r"budgets go up to 280 frames, but the train part of the dataset holds \d+"):
         WorldModelTrack(config, RunDir(tmp_path / "run"), registry)
 
 
 def test_cli_bad_budgets_one_line_nothing_written(tmp_path):
     out = tmp_path / "run"
-    result = CliRunner().invoke(cli, ["world-model", "-g", "Pong", "--set", "world_model_track.budgets=[150]", "--out", str(out)])
+    result = CliRunner().invoke(
+        cli, ["world-model", "-g", "Pong", "--set", "world_model_track.budgets=[150]", "--out", str(out)]
+    )
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
         "wmbench: error: world_model_track.budgets must be increasing multiples of training.collect.steps_per_epoch (200), got [150]"
@@ -141,11 +156,25 @@ def test_cli_end_to_end(tmp_path):
     out = tmp_path / "run"
     args = [sys.executable, "-m", "wmbench", "world-model", "-g", "Breakout", "--out", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([*args, *(a for item in TINY for a in ("--set", item))], capture_output=True, text=True, env=env, timeout=600, check=False)
+    result = subprocess.run(
+        [*args, *(a for item in TINY for a in ("--set", item))],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "target 100.0 reached after 40 frames" in result.stdout
     first = json.loads((out / "summary.json").read_text())
-    result = subprocess.run([sys.executable, "-m", "wmbench", "world-model", "--resume", str(out)], capture_output=True, text=True, env=env, timeout=600, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "wmbench", "world-model", "--resume", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     again = json.loads((out / "summary.json").read_text())
     assert again["per_budget"] == first["per_budget"] and len(RunDir(out).read_metrics()) == 3

@@ -33,8 +33,20 @@ from typing import Any
 from wmbench import files
 from wmbench.errors import WmbenchError, did_you_mean
 
-KEYS = ("name", "description", "track", "preset", "games", "seeds", "tokenizers", "device", "batch", "set", "backbones",
-        "executor")
+KEYS = (
+    "name",
+    "description",
+    "track",
+    "preset",
+    "games",
+    "seeds",
+    "tokenizers",
+    "device",
+    "batch",
+    "set",
+    "backbones",
+    "executor",
+)
 BACKBONE_KEYS = ("name", "label", "set")
 LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -117,7 +129,11 @@ def _list(data: dict[str, Any], key: str, kind: type, where: str, default: list 
     value = data.get(key, default)
     if value is None:
         raise WmbenchError(f"{where}: missing {key!r}")
-    if not isinstance(value, list) or not all(isinstance(v, kind) and not isinstance(v, bool) for v in value) or not (value or key == "set"):
+    if (
+        not isinstance(value, list)
+        or not all(isinstance(v, kind) and not isinstance(v, bool) for v in value)
+        or not (value or key == "set")
+    ):
         raise WmbenchError(f"{where}: {key!r} must be a non-empty list of {kind.__name__}s, got {value!r}")
     if len(set(value)) != len(value):
         raise WmbenchError(f"{where}: {key!r} lists an entry twice: {value!r}")
@@ -127,7 +143,9 @@ def _list(data: dict[str, Any], key: str, kind: type, where: str, default: list 
 def _keys(data: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:
     for key in data:
         if key not in allowed:
-            raise WmbenchError(f"{where}: unknown key {key!r}{did_you_mean(key, allowed)}; allowed: {', '.join(allowed)}")
+            raise WmbenchError(
+                f"{where}: unknown key {key!r}{did_you_mean(key, allowed)}; allowed: {', '.join(allowed)}"
+            )
 
 
 def load_benchmark(path: Path) -> Benchmark:
@@ -148,7 +166,9 @@ def load_benchmark(path: Path) -> Benchmark:
     if data["preset"] not in preset_names():
         raise WmbenchError(f"{where}: {unknown('preset', data['preset'], preset_names())}")
     if "batch" in data and (data["track"] != "throughput" or not isinstance(data["batch"], int) or data["batch"] < 1):
-        raise WmbenchError(f"{where}: 'batch' is a positive integer of the throughput track only, got {data['batch']!r}")
+        raise WmbenchError(
+            f"{where}: 'batch' is a positive integer of the throughput track only, got {data['batch']!r}"
+        )
     if data.get("device", "auto") not in ("auto", "cpu", "cuda"):
         raise WmbenchError(f"{where}: 'device' must be auto, cpu or cuda, got {data['device']!r}")
     raw = data.get("backbones")
@@ -171,7 +191,9 @@ def load_benchmark(path: Path) -> Benchmark:
         specs.append(BackboneSpec(entry["name"], label, tuple(_list(entry, "set", str, at, default=[]))))
     labels = [s.label for s in specs]
     if len(set(labels)) != len(labels):
-        raise WmbenchError(f"{where}: two backbones have the same label; give each a distinct 'label' ({', '.join(labels)})")
+        raise WmbenchError(
+            f"{where}: two backbones have the same label; give each a distinct 'label' ({', '.join(labels)})"
+        )
     bench = Benchmark(
         path=path,
         name=data["name"],
@@ -232,7 +254,17 @@ def cells(bench: Benchmark) -> list[Cell]:
             for tokenizer in bench.tokenizers:
                 for seed in seeds:
                     parts = [game, spec.label, tokenizer] + ([] if seed is None else [f"s{seed}"])
-                    out.append(Cell("-".join(parts), game, spec.name, spec.label, tokenizer, seed, (*bench.overrides, *spec.overrides)))
+                    out.append(
+                        Cell(
+                            "-".join(parts),
+                            game,
+                            spec.name,
+                            spec.label,
+                            tokenizer,
+                            seed,
+                            (*bench.overrides, *spec.overrides),
+                        )
+                    )
     return out
 
 
@@ -242,7 +274,17 @@ def command(bench: Benchmark, cell: Cell, folder: Path, resume: bool) -> list[st
     name = track.command
     if resume:
         return [name, "--resume", str(folder)]
-    args = [name, "--backbone", cell.backbone, "--tokenizer", cell.tokenizer, "--game", cell.game, "--preset", bench.preset]
+    args = [
+        name,
+        "--backbone",
+        cell.backbone,
+        "--tokenizer",
+        cell.tokenizer,
+        "--game",
+        cell.game,
+        "--preset",
+        bench.preset,
+    ]
     if cell.seed is not None:
         args += ["--seed", str(cell.seed)]
     if bench.device:

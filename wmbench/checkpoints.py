@@ -23,7 +23,9 @@ from wmbench.files import load_torch
 
 FORMAT = "wmbench-checkpoint-1"
 PARTS = ("tokenizer", "world_model", "actor_critic")
-REFERENCE_IGNORED = re.compile(r"^(world_model\.transformer\.blocks\.\d+\.attn\.mask|world_model\.head_\w+\.indices|tokenizer\.lpips\..*)$")
+REFERENCE_IGNORED = re.compile(
+    r"^(world_model\.transformer\.blocks\.\d+\.attn\.mask|world_model\.head_\w+\.indices|tokenizer\.lpips\..*)$"
+)
 """Reference keys with nothing to load: buffers wmbench derives (causal mask, head positions) and LPIPS."""
 REFERENCE_RENAMED = {"world_model.pos_emb.weight": "world_model.transformer.pos_emb.weight"}
 """Reference keys stored under another name here (the scratch backbone owns its position table)."""
@@ -47,13 +49,19 @@ def check_same_run(state: dict[str, Any], config: dict[str, Any], path: Path) ->
     """Refuse a checkpoint written by a run of another config (the device, bf16 and loggers may differ)."""
     saved = flatten(config_of(state))
     wanted = flatten(json.loads(json.dumps(config)))
-    differ = sorted(k for k in saved.keys() | wanted.keys() if saved.get(k) != wanted.get(k) and k not in ("device", "bf16", "loggers"))
+    differ = sorted(
+        k
+        for k in saved.keys() | wanted.keys()
+        if saved.get(k) != wanted.get(k) and k not in ("device", "bf16", "loggers")
+    )
     if differ:
         shown = ", ".join(f"{k}={saved.get(k)!r} (run: {wanted.get(k)!r})" for k in differ[:3])
         raise WmbenchError(f"checkpoint {path} belongs to another config: {shown}")
 
 
-def load_agent_state(agent: nn.Module, state: dict[str, torch.Tensor], path: Path, parts: tuple[str, ...] = PARTS) -> None:
+def load_agent_state(
+    agent: nn.Module, state: dict[str, torch.Tensor], path: Path, parts: tuple[str, ...] = PARTS
+) -> None:
     """Load ``parts`` of ``state`` into ``agent``; every key must exist on both sides with the same shape."""
     prefixes = tuple(f"{p}." for p in parts)
     own = {k: v for k, v in agent.state_dict().items() if k.startswith(prefixes)}
@@ -62,7 +70,8 @@ def load_agent_state(agent: nn.Module, state: dict[str, torch.Tensor], path: Pat
     problems += [f"{k} unexpected" for k in given if k not in own]
     problems += [
         f"{k} has shape {tuple(given[k].shape)}, the agent {tuple(v.shape)}"
-        for k, v in own.items() if k in given and given[k].shape != v.shape
+        for k, v in own.items()
+        if k in given and given[k].shape != v.shape
     ]
     if problems:
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
@@ -80,11 +89,17 @@ def load_reference(agent: nn.Module, path: Path, parts: tuple[str, ...] = PARTS)
         raise WmbenchError(f"unknown checkpoint part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")
     raw = load_torch(path)
     if not isinstance(raw, dict) or not all(isinstance(v, torch.Tensor) for v in raw.values()):
-        what = "a wmbench checkpoint (use wmbench eval or run --resume)" if isinstance(raw, dict) and raw.get("format") == FORMAT else "not a state dict of tensors"
+        what = (
+            "a wmbench checkpoint (use wmbench eval or run --resume)"
+            if isinstance(raw, dict) and raw.get("format") == FORMAT
+            else "not a state dict of tensors"
+        )
         raise WmbenchError(f"--init {path} is {what}")
     state = {REFERENCE_RENAMED.get(k, k): v for k, v in raw.items() if not REFERENCE_IGNORED.match(k)}
     absent = [p for p in parts if not any(k.startswith(p + ".") for k in state)]
     if absent:
         held = sorted({k.split(".")[0] for k in state})
-        raise WmbenchError(f"--init {path} holds no {', '.join(absent)} weights (it holds: {', '.join(held) or 'nothing'}); choose parts with --init-parts")
+        raise WmbenchError(
+            f"--init {path} holds no {', '.join(absent)} weights (it holds: {', '.join(held) or 'nothing'}); choose parts with --init-parts"
+        )
     load_agent_state(agent, state, path, parts)

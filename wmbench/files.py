@@ -80,8 +80,12 @@ def load_torch(path: Path, map_location: str = "cpu") -> Any:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         if "GLOBAL" in str(exc):  # torch's weights_only refusal of a class or function the file names
-            raise WmbenchError(f"refusing {path}: it holds pickled Python objects, which wmbench never loads (weights_only)") from exc
-        raise WmbenchError(f"cannot load {path}: truncated or not a torch checkpoint (not a pickle of tensors)") from exc
+            raise WmbenchError(
+                f"refusing {path}: it holds pickled Python objects, which wmbench never loads (weights_only)"
+            ) from exc
+        raise WmbenchError(
+            f"cannot load {path}: truncated or not a torch checkpoint (not a pickle of tensors)"
+        ) from exc
     except Exception as exc:  # truncation and files that are not torch checkpoints land here
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0]
         raise WmbenchError(f"cannot load {path}: truncated or not a torch checkpoint ({first[:120]})") from exc

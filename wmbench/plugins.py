@@ -90,8 +90,15 @@ class Register(_Registrar):
 class RegisterEnvSuite(_Registrar):
     """What ``wmbench_register_env_suites`` receives: call it once per suite."""
 
-    def __call__(self, name: str, games: Iterable[str], make_env: Callable[..., Any], num_actions: Callable[[str], int],
-                 reference_scores: Callable[[str], tuple[float, float] | None] | None = None, summary: str = "") -> None:
+    def __call__(
+        self,
+        name: str,
+        games: Iterable[str],
+        make_env: Callable[..., Any],
+        num_actions: Callable[[str], int],
+        reference_scores: Callable[[str], tuple[float, float] | None] | None = None,
+        summary: str = "",
+    ) -> None:
         games = tuple(games)
         if not games or not all(isinstance(g, str) and g for g in games):
             raise WmbenchError(f"env suite {name!r} must name at least one game, each a non-empty string")
@@ -111,7 +118,9 @@ class Registry:
 
     def __init__(self, manager: pluggy.PluginManager, plugins: dict[str, PluginInfo] | None = None):
         self.manager = manager
-        self.plugins = plugins if plugins is not None else {name: PluginInfo(name) for name, _ in manager.list_name_plugin()}
+        self.plugins = (
+            plugins if plugins is not None else {name: PluginInfo(name) for name, _ in manager.list_name_plugin()}
+        )
         self.problems: list[str] = [p.problem for p in self.plugins.values() if p.problem]
         self.entries: dict[str, dict[str, Entry]] = {kind: {} for kind in self.KINDS}
         self.suites: dict[str, EnvSuite] = {}
@@ -198,8 +207,10 @@ class Registry:
         able = {i.plugin_name for hook in OBSERVER_HOOKS for i in getattr(self.manager.hook, hook).get_hookimpls()}
         for name in loggers:
             if name not in able:
-                raise WmbenchError(f"unknown logger {name!r}{did_you_mean(name, able)} in config key 'loggers'; "
-                                   f"choose from plugins with run-observer hooks: {', '.join(sorted(able))}")
+                raise WmbenchError(
+                    f"unknown logger {name!r}{did_you_mean(name, able)} in config key 'loggers'; "
+                    f"choose from plugins with run-observer hooks: {', '.join(sorted(able))}"
+                )
         return RunObservers(self, tuple(loggers), run, warn)
 
 
@@ -276,14 +287,19 @@ def plugin_manager() -> tuple[pluggy.PluginManager, dict[str, PluginInfo]]:
             manager.check_pending()
             info.hooks = tuple(sorted(h.name for h in manager.get_hookcallers(module) or []))
         except Exception as exc:  # noqa: BLE001 (a broken plugin must name itself, not surface later)
-            kind = "does not fit the wmbench hooks" if isinstance(exc, pluggy.PluginValidationError) else "failed to load"
+            kind = (
+                "does not fit the wmbench hooks" if isinstance(exc, pluggy.PluginValidationError) else "failed to load"
+            )
             info.status = "failed"
             info.problem = f"plugin {ep.name!r} from package {dist!r} {kind} ({type(exc).__name__}: {exc}); disable it with {DISABLE_ENV}={ep.name}"
             if manager.has_plugin(ep.name):
                 manager.unregister(name=ep.name)
     for name in sorted(only - set(plugins)):
-        plugins[name] = PluginInfo(name, status="failed", problem=(
-            f"{ONLY_ENV} names plugin {name!r}, which is not installed{did_you_mean(name, plugins)}"))
+        plugins[name] = PluginInfo(
+            name,
+            status="failed",
+            problem=(f"{ONLY_ENV} names plugin {name!r}, which is not installed{did_you_mean(name, plugins)}"),
+        )
     return manager, plugins
 
 

@@ -32,8 +32,11 @@ class Progress(AbstractContextManager):
 
             columns = (progress.BarColumn(), progress.MofNCompleteColumn(), progress.TimeElapsedColumn())
             self._bars = progress.Progress(
-                progress.TextColumn("{task.description}"), *columns, progress.TimeRemainingColumn(),
-                console=Console(stderr=True), transient=True,
+                progress.TextColumn("{task.description}"),
+                *columns,
+                progress.TimeRemainingColumn(),
+                console=Console(stderr=True),
+                transient=True,
             )
             self._bars.__enter__()
         return self

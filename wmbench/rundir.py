@@ -10,13 +10,12 @@ import json
 import math
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from wmbench import files
 from wmbench.errors import WmbenchError
-
-from collections.abc import Sequence
 
 SCHEMA_VERSION = 1
 TRACK_AGENT = "agent"

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from wmbench import files
-from wmbench.errors import WmbenchError
 from wmbench.benchmark import TRACKS, Benchmark, Cell, cells, command, partial_csv
+from wmbench.errors import WmbenchError
 from wmbench.executors.base import ENDED, Executor, Task
 
 INDEX_FIELDS = (
@@ -110,7 +110,9 @@ class Sweep:
         end; returns the index rows."""
         self.check_folder()
         self.executor.check()
-        files.write_json(self.out / "benchmark.json", {"file": str(self.bench.path), "definition": self.bench.definition()})
+        files.write_json(
+            self.out / "benchmark.json", {"file": str(self.bench.path), "definition": self.bench.definition()}
+        )
         previous = self._previous_rows()
         live = self._live(previous)
         plan = self.plan()
@@ -239,5 +241,3 @@ class Sweep:
         writer.writeheader()
         writer.writerows(rows)
         files.write_bytes(self.out / "index.csv", buffer.getvalue().encode())
-
-

@@ -158,7 +158,16 @@ def check_tokenizer(make: Callable[[], Tokenizer], frame_size: int, *, steps: in
     # Structured frames: smooth colour gradients plus a few blocks, so reconstruction can improve.
     grid = torch.linspace(0, 1, frame_size)
     frames = torch.stack(
-        [torch.stack([grid.expand(frame_size, -1) * (i + 1) / 4, grid[:, None].expand(-1, frame_size), torch.full((frame_size, frame_size), i / 4)]) for i in range(4)]
+        [
+            torch.stack(
+                [
+                    grid.expand(frame_size, -1) * (i + 1) / 4,
+                    grid[:, None].expand(-1, frame_size),
+                    torch.full((frame_size, frame_size), i / 4),
+                ]
+            )
+            for i in range(4)
+        ]
     ).clamp(0, 1)
     model.eval()
     with torch.no_grad():
@@ -180,7 +189,9 @@ def check_tokenizer(make: Callable[[], Tokenizer], frame_size: int, *, steps: in
         loss["total"].backward()
         optimiser.step()
         losses.append(loss["total"].item())
-    assert min(losses[-3:]) < 0.8 * losses[0], f"loss did not fall over {steps} steps: {losses[0]:.4f} -> {losses[-1]:.4f}"
+    assert min(losses[-3:]) < 0.8 * losses[0], (
+        f"loss did not fall over {steps} steps: {losses[0]:.4f} -> {losses[-1]:.4f}"
+    )
 
     model.eval()
     buffer = io.BytesIO()

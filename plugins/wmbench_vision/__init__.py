@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from wmbench.hookspecs import hookimpl
 
+
 @dataclass(frozen=True)
 class _Weights:
     """Where the library model's weights come from (shared by all four)."""
@@ -115,15 +116,31 @@ def _tokenizer(family: str, options, frame_size: int):
 
 @hookimpl
 def wmbench_register_backbones(register):
-    register("vit", functools.partial(_backbone, "timm"), options=ViTOptions,
-             summary="timm ViT blocks run causally with a KV cache (frozen, LoRA or full; learned positions)")
-    register("clip", functools.partial(_backbone, "open_clip"), options=CLIPOptions,
-             summary="open_clip CLIP transformer (text tower, or vision) run causally with a KV cache")
+    register(
+        "vit",
+        functools.partial(_backbone, "timm"),
+        options=ViTOptions,
+        summary="timm ViT blocks run causally with a KV cache (frozen, LoRA or full; learned positions)",
+    )
+    register(
+        "clip",
+        functools.partial(_backbone, "open_clip"),
+        options=CLIPOptions,
+        summary="open_clip CLIP transformer (text tower, or vision) run causally with a KV cache",
+    )
 
 
 @hookimpl
 def wmbench_register_tokenizers(register):
-    register("vit-vq", functools.partial(_tokenizer, "timm"), options=ViTVQOptions,
-             summary="timm ViT patch encoder, VQ codebook (straight-through), ViT-block decoder")
-    register("clip-vq", functools.partial(_tokenizer, "open_clip"), options=CLIPVQOptions,
-             summary="open_clip image encoder's patch features (frozen), VQ codebook, trained ViT-block decoder")
+    register(
+        "vit-vq",
+        functools.partial(_tokenizer, "timm"),
+        options=ViTVQOptions,
+        summary="timm ViT patch encoder, VQ codebook (straight-through), ViT-block decoder",
+    )
+    register(
+        "clip-vq",
+        functools.partial(_tokenizer, "open_clip"),
+        options=CLIPVQOptions,
+        summary="open_clip image encoder's patch features (frozen), VQ codebook, trained ViT-block decoder",
+    )

@@ -13,20 +13,28 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from wmbench_scratch.transformer import KVCache
 
+import wmbench_vision.models as models
 from wmbench.engine.agent import parameter_count
 from wmbench.engine.backbone import Backbone, BackboneShape
 from wmbench.errors import WmbenchError
 from wmbench.plugins import import_module
-import wmbench_vision.models as models
+from wmbench_scratch.transformer import KVCache
 from wmbench_vision.models import MODES
 
 DEFAULT_TARGETS = {"timm": ("qkv", "proj"), "open_clip": ("out_proj", "c_fc", "c_proj")}
 
 
-def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache: KVCache | None, layer: int, *, causal: bool,
-           dropout: float) -> torch.Tensor:
+def attend(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    cache: KVCache | None,
+    layer: int,
+    *,
+    causal: bool,
+    dropout: float,
+) -> torch.Tensor:
     """Attention of heads ``[B, H, T, hd]``; with a cache, appends k/v at its end and attends over all of it."""
     if cache is None:
         return F.scaled_dot_product_attention(q, k, v, is_causal=causal, dropout_p=dropout)
@@ -73,8 +81,11 @@ class ClipStack(nn.Module):
         super().__init__()
         ot = import_module("open_clip.transformer")
         plain = all(
-            type(b) is ot.ResidualAttentionBlock and not hasattr(b, "ln_1_kv") and b.attn._qkv_same_embed_dim
-            and b.attn.batch_first for b in blocks
+            type(b) is ot.ResidualAttentionBlock
+            and not hasattr(b, "ln_1_kv")
+            and b.attn._qkv_same_embed_dim
+            and b.attn.batch_first
+            for b in blocks
         )
         if not blocks or not plain:
             raise WmbenchError(f"open_clip model {name!r} does not use plain ResidualAttentionBlocks")
@@ -174,8 +185,12 @@ def build_backbone(family: str, options, shape: BackboneShape) -> VisionBackbone
     facts.update(mode=options.mode, lora=None)
     if options.mode == "lora":
         targets = add_lora(stack, family, options)
-        facts["lora"] = {"rank": options.lora_rank, "alpha": options.lora_alpha, "dropout": options.lora_dropout,
-                         "targets": targets}
+        facts["lora"] = {
+            "rank": options.lora_rank,
+            "alpha": options.lora_alpha,
+            "dropout": options.lora_dropout,
+            "targets": targets,
+        }
     else:
         stack.requires_grad_(options.mode == "full")
     return VisionBackbone(stack, stack.width, shape.max_tokens, facts)

@@ -7,11 +7,11 @@ from typing import Any
 import torch
 from torch import nn
 
+import wmbench_vision.models as models
 from wmbench.engine.agent import parameter_count
 from wmbench.engine.tokenizer import Tokenizer
 from wmbench.errors import WmbenchError
 from wmbench.plugins import import_module
-import wmbench_vision.models as models
 
 
 class TimmFeatures(nn.Module):
@@ -80,8 +80,9 @@ class PatchVQTokenizer(Tokenizer):
         self.embedding = nn.Embedding(options.vocab_size, options.code_dim)
         with torch.no_grad():
             self.embedding.weight.uniform_(-1.0 / options.vocab_size, 1.0 / options.vocab_size)
-        self.decoder = PatchDecoder(options.code_dim, encoder.width, encoder.heads, options.decoder_layers, grid,
-                                    options.patch_size)
+        self.decoder = PatchDecoder(
+            options.code_dim, encoder.width, encoder.heads, options.decoder_layers, grid, options.patch_size
+        )
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -32,9 +32,7 @@ class VQVAETokenizer(Tokenizer):
             raise WmbenchError("vqvae ch_mult must have at least one level")
         factor = 2 ** (levels - 1)
         if frame_size < factor or frame_size % factor:
-            raise WmbenchError(
-                f"vqvae: frame size {frame_size} is not divisible by 2**(len(ch_mult)-1) = {factor}"
-            )
+            raise WmbenchError(f"vqvae: frame size {frame_size} is not divisible by 2**(len(ch_mult)-1) = {factor}")
         self.options = options
         self.frame_size = frame_size
         self.vocab_size = options.vocab_size

@@ -136,7 +136,9 @@ def measure(config, batch: int, repeats: int, log: Callable[[str], None] = lambd
     def segments(length: int) -> dict[str, torch.Tensor]:
         """``batch`` consecutive stretches of the rollout, ``[batch, length, ...]``."""
         n = batch * length
-        out = {key: torch.as_tensor(seen[key][:n]).to(device).view(batch, length) for key in ("actions", "rewards", "ends")}
+        out = {
+            key: torch.as_tensor(seen[key][:n]).to(device).view(batch, length) for key in ("actions", "rewards", "ends")
+        }
         out["actions"] = out["actions"].long()
         out["frames"] = frames[:n].view(batch, length, *frames.shape[1:])
         out["mask"] = torch.ones(batch, length, dtype=torch.bool, device=device)
@@ -211,7 +213,9 @@ def measure(config, batch: int, repeats: int, log: Callable[[str], None] = lambd
     rows.append(Row("actor_critic_updates_per_s", "updates/s", tuple(1 / s for s in updates), batch * t.horizon))
 
     rows.append(Row("peak_memory_mb", "MB", (_peak_memory_mb(device),)))
-    rows.append(Row("matmul_gflops", "GFLOP/s", tuple(matmul_gflops(device, config.bf16, timer) for _ in range(repeats))))
+    rows.append(
+        Row("matmul_gflops", "GFLOP/s", tuple(matmul_gflops(device, config.bf16, timer) for _ in range(repeats)))
+    )
     return rows
 
 

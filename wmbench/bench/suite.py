@@ -36,13 +36,30 @@ def load_suite(path: Path) -> tuple[str, str, list[Setup]]:
     for i, entry in enumerate(raw):
         at = f"{where}, setups[{i}]"
         _check_keys(entry, SETUP_KEYS, at)
-        merged = {"tokenizer": "vqvae", "preset": "smoke", "repeats": 5, "batch": 8, **{k: data[k] for k in ("repeats", "batch") if k in data}, **entry}
+        merged = {
+            "tokenizer": "vqvae",
+            "preset": "smoke",
+            "repeats": 5,
+            "batch": 8,
+            **{k: data[k] for k in ("repeats", "batch") if k in data},
+            **entry,
+        }
         for key, kind, name in (("backbone", str, "a string"), ("tokenizer", str, "a string"), ("preset", str, "a string"),
                                 ("repeats", int, "an integer"), ("batch", int, "an integer")):  # fmt: skip
-            if not isinstance(merged.get(key), kind) or isinstance(merged[key], bool) or (kind is int and merged[key] < 1):
-                raise WmbenchError(f"{at}: {key!r} must be {name}{' above zero' * (kind is int)}, got {merged.get(key)!r}")
+            if (
+                not isinstance(merged.get(key), kind)
+                or isinstance(merged[key], bool)
+                or (kind is int and merged[key] < 1)
+            ):
+                raise WmbenchError(
+                    f"{at}: {key!r} must be {name}{' above zero' * (kind is int)}, got {merged.get(key)!r}"
+                )
         overrides = (*common, *_overrides(entry, at))  # the suite's, then the setup's own
-        setups.append(Setup(merged["backbone"], merged["tokenizer"], merged["preset"], overrides, merged["repeats"], merged["batch"]))
+        setups.append(
+            Setup(
+                merged["backbone"], merged["tokenizer"], merged["preset"], overrides, merged["repeats"], merged["batch"]
+            )
+        )
     return data.get("game", "Breakout"), data.get("device", "cpu"), setups
 
 
@@ -57,4 +74,6 @@ def _overrides(table: dict[str, Any], where: str) -> tuple[str, ...]:
 def _check_keys(data: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:
     for key in data:
         if key not in allowed:
-            raise WmbenchError(f"{where}: unknown key {key!r}{did_you_mean(key, allowed)}; allowed: {', '.join(allowed)}")
+            raise WmbenchError(
+                f"{where}: unknown key {key!r}{did_you_mean(key, allowed)}; allowed: {', '.join(allowed)}"
+            )

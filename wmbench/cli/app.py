@@ -4,7 +4,6 @@ Exit codes: 0 success, 1 a failure while running, 2 bad input (one line on stder
 130 interrupted (a resumable checkpoint is kept).
 """
 
-
 from __future__ import annotations
 
 import sys
@@ -15,11 +14,11 @@ import wmbench
 from wmbench.cli.bench import bench
 from wmbench.cli.compare import compare
 from wmbench.cli.listing import list_, plugins
+from wmbench.cli.options import CONTEXT
 from wmbench.cli.play import play
 from wmbench.cli.run import describe, eval_, run
 from wmbench.cli.sweep import sweep
 from wmbench.cli.world_model import world_model
-from wmbench.cli.options import CONTEXT
 from wmbench.errors import WmbenchError
 
 

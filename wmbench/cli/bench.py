@@ -16,13 +16,32 @@ from wmbench.errors import WmbenchError
 @click.option("--tokenizer", "-t", default="vqvae", show_default=True, help="Tokenizer id.")
 @click.option("--game", "-g", default="Breakout", show_default=True, help="Atari 100k game (wmbench list games).")
 @click.option("--preset", "-p", default="smoke", show_default=True, help="Config preset (wmbench list presets).")
-@click.option("--batch", "-n", default=8, show_default=True, type=click.IntRange(min=1), help="Imagined environments, segments per world-model batch.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True, help="auto: cuda when available.")
+@click.option(
+    "--batch",
+    "-n",
+    default=8,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Imagined environments, segments per world-model batch.",
+)
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="auto: cuda when available.",
+)
 @click.option("--bf16", is_flag=True, help="bf16 autocast for every measured pass.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config field (repeatable).")
-@click.option("--repeats", "-r", default=5, show_default=True, type=click.IntRange(min=1), help="Timed repeats of each measure.")
+@click.option(
+    "--repeats", "-r", default=5, show_default=True, type=click.IntRange(min=1), help="Timed repeats of each measure."
+)
 @click.option("--csv", "csv_path", type=click.Path(path_type=Path), help="Append the rows to this CSV.")
-@click.option("--suite", type=click.Path(path_type=Path), help="Run every setup of a suite file (other setup options ignored); needs --csv, writes a Markdown table beside it.")
+@click.option(
+    "--suite",
+    type=click.Path(path_type=Path),
+    help="Run every setup of a suite file (other setup options ignored); needs --csv, writes a Markdown table beside it.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
 @quiet_option
 def bench(backbone, tokenizer, game, preset, batch, device, bf16, overrides, repeats, csv_path, suite, as_json, quiet):
@@ -73,7 +92,9 @@ def _measure_all(jobs, csv_path, suite, setups, as_json, progress) -> list[dict]
 
     out = []
     for config, setup in progress.track(jobs, "setups"):
-        name = f"{config.backbone.name} {' '.join(setup.overrides)} at {config.preset}, batch {setup.batch}".replace("  ", " ")
+        name = f"{config.backbone.name} {' '.join(setup.overrides)} at {config.preset}, batch {setup.batch}".replace(
+            "  ", " "
+        )
         rows = measure(config, setup.batch, setup.repeats, lambda what, name=name: progress.log(f"{name}: {what}"))
         found = records(config, setup.batch, list(setup.overrides), rows)
         if csv_path:
@@ -84,5 +105,7 @@ def _measure_all(jobs, csv_path, suite, setups, as_json, progress) -> list[dict]
         if not as_json:
             for r in found:
                 ratio = f"  ({r['ratio_to_ale']}x ALE)" if r["ratio_to_ale"] != "" else ""
-                click.echo(f"{r['measure']:<36} {r['median']:>12,.4g} {r['unit']:<10} [{r['p25']:.4g}, {r['p75']:.4g}]{ratio}")
+                click.echo(
+                    f"{r['measure']:<36} {r['median']:>12,.4g} {r['unit']:<10} [{r['p25']:.4g}, {r['p75']:.4g}]{ratio}"
+                )
     return out

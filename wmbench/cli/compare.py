@@ -12,7 +12,9 @@ from wmbench.report.baselines import DEFAULT
 
 @click.command(context_settings=CONTEXT)
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Report folder to write (created if missing).")
+@click.option(
+    "--out", "out", required=True, type=click.Path(path_type=Path), help="Report folder to write (created if missing)."
+)
 @click.option(
     "--baseline",
     "baselines",

@@ -17,7 +17,9 @@ def list_(what, as_json):
     if what == "games":
         rows = [{"name": g.name, "suite": g.suite.name, "plugin": g.suite.plugin} for g in registry().games.values()]
     elif what == "presets":
-        rows = [{"name": p, "description": load_preset(p).get("meta", {}).get("description", "")} for p in preset_names()]
+        rows = [
+            {"name": p, "description": load_preset(p).get("meta", {}).get("description", "")} for p in preset_names()
+        ]
     else:
         table = registry().entries[what[:-1]]
         rows = [{"name": e.name, "plugin": e.plugin, "description": e.summary} for e in table.values()]
@@ -47,5 +49,3 @@ def plugins(as_json):
     for r in rows:
         state = f"hooks: {', '.join(r['hooks'])}" if r["status"] == "loaded" else r["problem"] or r["status"]
         click.echo(f"{r['name']:<{width}}  {r['distribution']} {r['version'] or '-'}  {state}")
-
-

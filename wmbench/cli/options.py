@@ -23,7 +23,9 @@ def registry():
     return registry()
 
 
-def cell_config(preset, game, seed, tokenizer, backbone, overrides, device=None, bf16=False, init=None, init_parts=None):
+def cell_config(
+    preset, game, seed, tokenizer, backbone, overrides, device=None, bf16=False, init=None, init_parts=None
+):
     """The resolved config of one cell from the command line's options."""
     from wmbench import config as cfg
 
@@ -36,7 +38,9 @@ def cell_config(preset, game, seed, tokenizer, backbone, overrides, device=None,
         if not init.is_file():
             raise WmbenchError(f"--init {init} does not exist")
         extra["init"], extra["init_parts"] = str(init), [p.strip() for p in init_parts.split(",") if p.strip()]
-    return cfg.resolve(preset, registry().game(game).name, seed, tokenizer, backbone, list(overrides), registry(), extra)
+    return cfg.resolve(
+        preset, registry().game(game).name, seed, tokenizer, backbone, list(overrides), registry(), extra
+    )
 
 
 def default_out(game: str, backbone: str, seed: int) -> Path:
@@ -52,18 +56,28 @@ def check_device(device: str | None) -> None:
             raise WmbenchError("--device cuda was asked for, but no CUDA device is available")
 
 
-quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bars and no per-epoch lines (errors and the last line only).")
+quiet_option = click.option(
+    "--quiet", "-q", is_flag=True, help="No progress bars and no per-epoch lines (errors and the last line only)."
+)
 """Progress bars show on a terminal only; logs and pipes get one line per epoch, --quiet not even that."""
 
 
 def run_options(f):
     options = [
-        click.option("--backbone", "-b", default="scratch", show_default=True, help="Backbone id (wmbench list backbones)."),
-        click.option("--game", "-g", default="Pong", show_default=True, help="Game of an env suite (wmbench list games)."),
-        click.option("--preset", "-p", default="smoke", show_default=True, help="Config preset (wmbench list presets)."),
+        click.option(
+            "--backbone", "-b", default="scratch", show_default=True, help="Backbone id (wmbench list backbones)."
+        ),
+        click.option(
+            "--game", "-g", default="Pong", show_default=True, help="Game of an env suite (wmbench list games)."
+        ),
+        click.option(
+            "--preset", "-p", default="smoke", show_default=True, help="Config preset (wmbench list presets)."
+        ),
         click.option("--tokenizer", "-t", default="vqvae", show_default=True, help="Tokenizer id."),
         click.option("--seed", "-s", default=0, show_default=True, type=int),
-        click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config field (repeatable)."),
+        click.option(
+            "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config field (repeatable)."
+        ),
     ]
     for option in reversed(options):
         f = option(f)
@@ -73,11 +87,13 @@ def run_options(f):
 def init_options(f):
     options = [
         click.option("--init", type=click.Path(path_type=Path), help="A reference IRIS checkpoint to start from."),
-        click.option("--init-parts", default="tokenizer,world_model,actor_critic", show_default=True,
-                     help="The parts of --init to load, comma-separated."),
+        click.option(
+            "--init-parts",
+            default="tokenizer,world_model,actor_critic",
+            show_default=True,
+            help="The parts of --init to load, comma-separated.",
+        ),
     ]
     for option in reversed(options):
         f = option(f)
     return f
-
-

@@ -14,7 +14,6 @@ from wmbench.errors import WmbenchError
 from wmbench.play import session as sessions
 
 
-
 def load(target: Path, game: str | None, preset: str, overrides: tuple[str, ...]):
     """The agent (``evaluation.Loaded``) and the run folder it belongs to (None for a loose checkpoint)."""
     from wmbench import checkpoints, evaluation
@@ -37,7 +36,9 @@ def load(target: Path, game: str | None, preset: str, overrides: tuple[str, ...]
         if not game:
             raise WmbenchError(f"{target} is not a wmbench checkpoint; for a reference IRIS checkpoint give --game")
         extra = {"init": str(target), "init_parts": list(checkpoints.PARTS)}
-        config = cfg.resolve(preset, registry().game(game).name, 0, "vqvae", "scratch", list(overrides), registry(), extra)
+        config = cfg.resolve(
+            preset, registry().game(game).name, 0, "vqvae", "scratch", list(overrides), registry(), extra
+        )
         loaded, run_path = evaluation.from_reference(target, config, registry()), None
     if game and game != loaded.config.game:
         raise WmbenchError(f"{target} holds an agent of {loaded.config.game}, not of --game {game}")
@@ -63,30 +64,69 @@ def build_session(mode: str, loaded, device, seed: int, flush_every: int, source
 
 
 def has_display() -> bool:
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or os.environ.get("SDL_VIDEODRIVER") in ("dummy", "offscreen")
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or os.environ.get(
+        "SDL_VIDEODRIVER"
+    ) in ("dummy", "offscreen")
 
 
 @click.command(context_settings=CONTEXT)
 @click.argument("target", type=click.Path(path_type=Path))
-@click.option("--mode", "-m", type=click.Choice(sessions.MODES), default="agent", show_default=True,
-              help="agent/human: the real game; dream/dream-agent: inside the world model; replay: saved episodes.")
-@click.option("--source", type=click.Choice(sessions.REPLAY_SOURCES), default="train", show_default=True,
-              help="With --mode replay: which saved episodes.")
+@click.option(
+    "--mode",
+    "-m",
+    type=click.Choice(sessions.MODES),
+    default="agent",
+    show_default=True,
+    help="agent/human: the real game; dream/dream-agent: inside the world model; replay: saved episodes.",
+)
+@click.option(
+    "--source",
+    type=click.Choice(sessions.REPLAY_SOURCES),
+    default="train",
+    show_default=True,
+    help="With --mode replay: which saved episodes.",
+)
 @click.option("--game", "-g", help="The game (checked against the checkpoint's; needed for a reference IRIS file).")
 @click.option("--preset", "-p", default="iris", show_default=True, help="With a reference IRIS checkpoint: its preset.")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="With a reference checkpoint: a config field.")
-@click.option("--flush-every", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Rebuild the world model's memory from the current frame every N steps (0: only when full).")
+@click.option(
+    "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="With a reference checkpoint: a config field."
+)
+@click.option(
+    "--flush-every",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Rebuild the world model's memory from the current frame every N steps (0: only when full).",
+)
 @click.option("--fps", type=click.IntRange(min=1), default=15, show_default=True, help="Starting speed.")
 @click.option("--seed", "-s", default=0, show_default=True, type=int)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--save-mode", is_flag=True, help="Record every episode; at its end ask (y/n) whether to keep it.")
 @click.option("--headless", is_flag=True, help="No window: render the views to a video file.")
 @click.option("--steps", type=click.IntRange(min=1), help="Stop after this many frames [headless default: 100].")
-@click.option("--keys", "script", default="", metavar="SCRIPT", help="Scripted keys, one item per frame: 'right*5,space,c'.")
-@click.option("--out", "-o", type=click.Path(path_type=Path), help="Media folder [default: the run's media/, or play/].")
-def play(target, mode, source, game, preset, overrides, flush_every, fps, seed, device, save_mode, headless, steps,
-         script, out):
+@click.option(
+    "--keys", "script", default="", metavar="SCRIPT", help="Scripted keys, one item per frame: 'right*5,space,c'."
+)
+@click.option(
+    "--out", "-o", type=click.Path(path_type=Path), help="Media folder [default: the run's media/, or play/]."
+)
+def play(
+    target,
+    mode,
+    source,
+    game,
+    preset,
+    overrides,
+    flush_every,
+    fps,
+    seed,
+    device,
+    save_mode,
+    headless,
+    steps,
+    script,
+    out,
+):
     """Play a run's agent, the real game or the world model, in a pygame window (or headless, to a video).
 
     \b

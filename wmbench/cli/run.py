@@ -8,7 +8,15 @@ from pathlib import Path
 import click
 
 from wmbench.cli.options import (
-    CONTEXT, cell_config, check_device, default_out, echo_json, init_options, quiet_option, registry, run_options,
+    CONTEXT,
+    cell_config,
+    check_device,
+    default_out,
+    echo_json,
+    init_options,
+    quiet_option,
+    registry,
+    run_options,
 )
 from wmbench.errors import WmbenchError
 
@@ -20,7 +28,9 @@ def _stop_after_epoch_on_signal(trainer) -> None:
     def handler(signum, frame):
         trainer.stop_requested = True
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        click.echo("wmbench: stopping after this epoch's checkpoint (Ctrl-C again to stop now and lose the epoch)", err=True)
+        click.echo(
+            "wmbench: stopping after this epoch's checkpoint (Ctrl-C again to stop now and lose the epoch)", err=True
+        )
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
@@ -28,10 +38,14 @@ def _stop_after_epoch_on_signal(trainer) -> None:
 
 @click.command(context_settings=CONTEXT)
 @run_options
-@click.option("--out", "-o", type=click.Path(path_type=Path), help="Run folder [default: runs/GAME/BACKBONE/SEED-TIME].")
+@click.option(
+    "--out", "-o", type=click.Path(path_type=Path), help="Run folder [default: runs/GAME/BACKBONE/SEED-TIME]."
+)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Device [default: the preset's, auto].")
 @click.option("--bf16", is_flag=True, help="bf16 autocast for forward passes.")
-@click.option("--resume", type=click.Path(path_type=Path), help="Continue the run in this folder from its last checkpoint.")
+@click.option(
+    "--resume", type=click.Path(path_type=Path), help="Continue the run in this folder from its last checkpoint."
+)
 @init_options
 @quiet_option
 def run(backbone, game, preset, tokenizer, seed, overrides, out, device, bf16, resume, init, init_parts, quiet):
@@ -83,19 +97,29 @@ def _fit(trainer, run_dir):
     try:
         summary = trainer.fit()
     except KeyboardInterrupt:
-        click.echo(f"interrupted in epoch {trainer.epoch}; continue from the last checkpoint: wmbench run --resume {run_dir.path}", err=True)
+        click.echo(
+            f"interrupted in epoch {trainer.epoch}; continue from the last checkpoint: wmbench run --resume {run_dir.path}",
+            err=True,
+        )
         sys.exit(130)
     if summary is None:
-        click.echo(f"stopped after epoch {trainer.epoch}, checkpoint written; continue: wmbench run --resume {run_dir.path}", err=True)
+        click.echo(
+            f"stopped after epoch {trainer.epoch}, checkpoint written; continue: wmbench run --resume {run_dir.path}",
+            err=True,
+        )
         sys.exit(130)
     return summary
 
 
 @click.command("eval", context_settings=CONTEXT)
 @click.argument("target", required=False, type=click.Path(path_type=Path))
-@click.option("--episodes", "-n", type=click.IntRange(min=1), help="Test episodes [default: the config's eval.final_episodes].")
+@click.option(
+    "--episodes", "-n", type=click.IntRange(min=1), help="Test episodes [default: the config's eval.final_episodes]."
+)
 @click.option("--envs", type=click.IntRange(min=1), help="Envs run in lockstep [default: the config's eval.num_envs].")
-@click.option("--out", "-o", type=click.Path(path_type=Path), help="Folder for the result [default: TARGET/evals, or evals/].")
+@click.option(
+    "--out", "-o", type=click.Path(path_type=Path), help="Folder for the result [default: TARGET/evals, or evals/]."
+)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--seed", "-s", default=0, show_default=True, type=int, help="Seed of the test envs and the policy.")
 @init_options
@@ -129,7 +153,9 @@ def eval_(target, episodes, envs, out, device, seed, init, init_parts, game, pre
         loaded = evaluation.from_checkpoint(target, registry())
         out = out or Path("evals") / target.stem
     e = loaded.config.eval
-    path, record = evaluation.run_eval(loaded, registry(), out, episodes or e.final_episodes, envs or e.num_envs, device, seed, click.echo)
+    path, record = evaluation.run_eval(
+        loaded, registry(), out, episodes or e.final_episodes, envs or e.num_envs, device, seed, click.echo
+    )
     click.echo(
         f"{record['game']}: {record['episodes']} episodes, return {record['return_mean']:.2f} ± {record['return_std']:.2f} "
         f"(human-normalised {record['human_normalised_score']:.3f}); written to {path}"
@@ -172,8 +198,10 @@ def describe(backbone, game, preset, tokenizer, seed, overrides, init, init_part
     if as_json:
         echo_json(data)
         return
-    click.echo(f"{config.game} ({data['num_actions']} actions), preset {config.preset}, "
-               f"{data['tokens_per_frame']} tokens per frame")
+    click.echo(
+        f"{config.game} ({data['num_actions']} actions), preset {config.preset}, "
+        f"{data['tokens_per_frame']} tokens per frame"
+    )
     if config.init:
         click.echo(f"  loaded {', '.join(config.init_parts)} from {config.init}")
     for name, counts in data["parameters"].items():
@@ -182,5 +210,3 @@ def describe(backbone, game, preset, tokenizer, seed, overrides, init, init_part
         click.echo(f"  {part}: " + ", ".join(f"{k}={v}" for k, v in data[part].items()))
     for note in data["paper_departures"] + [f"not a score: {c}" for c in data["score_caveats"]]:
         click.echo(f"  {note}")
-
-

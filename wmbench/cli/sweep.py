@@ -16,16 +16,28 @@ from wmbench.errors import WmbenchError
 @click.command(context_settings=CONTEXT)
 @click.argument("benchmark", required=False, type=click.Path(path_type=Path))
 @click.option("--out", "-o", type=click.Path(path_type=Path), help="Sweep folder (created; rerun to resume).")
-@click.option("--jobs", "-j", default=1, show_default=True, type=click.IntRange(min=1),
-              help="Cells run at the same time (local).")
-@click.option("--executor", "-x",
-              help="Where cells run: local, slurm, ray [default: the file's [executor] name, else local].")
-@click.option("--executor-option", "-E", "executor_options", multiple=True, metavar="KEY=VALUE",
-              help="An executor option (repeatable), over the file's [executor] table: partition=gpu, gpus_per_cell=1.")
-@click.option("--dry-run", is_flag=True,
-              help="List the cells and their commands, and what would be submitted; run and write nothing.")
-@click.option("--status", "status_dir", type=click.Path(path_type=Path),
-              help="Report the cells of this sweep folder and exit.")
+@click.option(
+    "--jobs", "-j", default=1, show_default=True, type=click.IntRange(min=1), help="Cells run at the same time (local)."
+)
+@click.option(
+    "--executor", "-x", help="Where cells run: local, slurm, ray [default: the file's [executor] name, else local]."
+)
+@click.option(
+    "--executor-option",
+    "-E",
+    "executor_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="An executor option (repeatable), over the file's [executor] table: partition=gpu, gpus_per_cell=1.",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="List the cells and their commands, and what would be submitted; run and write nothing.",
+)
+@click.option(
+    "--status", "status_dir", type=click.Path(path_type=Path), help="Report the cells of this sweep folder and exit."
+)
 @click.option("--json", "as_json", is_flag=True, help="With --status: print JSON.")
 def sweep(benchmark: Path | None, out: Path | None, jobs: int, executor: str | None, executor_options: tuple[str, ...],
           dry_run: bool, status_dir: Path | None, as_json: bool) -> None:  # fmt: skip
@@ -50,8 +62,8 @@ def sweep(benchmark: Path | None, out: Path | None, jobs: int, executor: str | N
     """
     from wmbench.benchmark import load_benchmark
     from wmbench.executors.options import make_executor
-    from wmbench.sweep import Sweep
     from wmbench.executors.status import status, status_lines
+    from wmbench.sweep import Sweep
 
     if status_dir is not None:
         report = status(status_dir)

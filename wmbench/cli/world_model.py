@@ -16,9 +16,13 @@ from wmbench.errors import WmbenchError
 @click.option("--game", "-g", default="Pong", show_default=True, help="Atari 100k game (wmbench list games).")
 @click.option("--preset", "-p", default="smoke", show_default=True, help="Config preset (wmbench list presets).")
 @click.option("--tokenizer", "-t", default="vqvae", show_default=True, help="Tokenizer id.")
-@click.option("--seed", "-s", default=0, show_default=True, type=int, help="Seed of training and of the dataset's collection.")
+@click.option(
+    "--seed", "-s", default=0, show_default=True, type=int, help="Seed of training and of the dataset's collection."
+)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config field (repeatable).")
-@click.option("--out", "-o", type=click.Path(path_type=Path), help="Run folder [default: runs/GAME/BACKBONE/SEED-TIME].")
+@click.option(
+    "--out", "-o", type=click.Path(path_type=Path), help="Run folder [default: runs/GAME/BACKBONE/SEED-TIME]."
+)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Device [default: the preset's, auto].")
 @click.option("--resume", type=click.Path(path_type=Path), help="Continue the run in this folder from its last budget.")
 @quiet_option

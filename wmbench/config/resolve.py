@@ -39,7 +39,7 @@ def resolve(
     tokenizer: str | None,
     backbone: str | None,
     overrides: list[str],
-    registry: "Registry",
+    registry: Registry,
     extra: dict[str, Any] | None = None,
 ) -> RunConfig:
     """The full run config: defaults, then the preset, then ``extra``, then ``--set`` overrides.
@@ -65,7 +65,7 @@ def resolve(
     return build_dataclass(RunConfig, {**tree, **choices, "preset": preset, "game": game, "seed": seed}, "")
 
 
-def from_dict(data: dict[str, Any], registry: "Registry") -> RunConfig:
+def from_dict(data: dict[str, Any], registry: Registry) -> RunConfig:
     """Rebuild a config written by :func:`to_dict` (for resume and eval)."""
     data = dict(data)
     choices = {}

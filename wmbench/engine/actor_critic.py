@@ -57,7 +57,9 @@ class ActorCritic(nn.Module):
         return self.actor_linear(self.hx), self.critic_linear(self.hx).squeeze(-1)
 
 
-def lambda_returns(rewards: torch.Tensor, values: torch.Tensor, ends: torch.Tensor, gamma: float, lambda_: float) -> torch.Tensor:
+def lambda_returns(
+    rewards: torch.Tensor, values: torch.Tensor, ends: torch.Tensor, gamma: float, lambda_: float
+) -> torch.Tensor:
     """TD(lambda) returns over ``[B, H]``; the last step bootstraps from its value.
 
     G_t = r_t + gamma (1 - d_t) ((1 - lambda) V_{t+1} + lambda G_{t+1}),  G_{H-1} = V_{H-1}.

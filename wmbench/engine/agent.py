@@ -26,7 +26,9 @@ class Agent(nn.Module):
         self.tokenizer, self.world_model, self.actor_critic = tokenizer, world_model, actor_critic
 
     @torch.no_grad()
-    def act(self, frames: torch.Tensor, temperature: float, epsilon: float, generator: torch.Generator | None) -> torch.Tensor:
+    def act(
+        self, frames: torch.Tensor, temperature: float, epsilon: float, generator: torch.Generator | None
+    ) -> torch.Tensor:
         """Actions for real frames ``[B, 3, H, W]`` in [0, 1]: the policy on their reconstructions."""
         logits, _ = self.actor_critic(self.tokenizer.reconstruct(frames).clamp(0, 1))
         actions = sample(logits / temperature, generator)
@@ -63,7 +65,9 @@ def build_agent(config: RunConfig, registry: Registry, num_actions: int) -> Agen
     if not isinstance(tokenizer, Tokenizer):
         raise WmbenchError(f"tokenizer plugin {tok_entry.plugin!r} built a {type(tokenizer).__name__}, not a Tokenizer")
     wm = config.world_model
-    shape = BackboneShape(wm.embed_dim, wm.num_layers, wm.num_heads, wm.dropout, wm.max_blocks, tokenizer.tokens_per_frame + 1)
+    shape = BackboneShape(
+        wm.embed_dim, wm.num_layers, wm.num_heads, wm.dropout, wm.max_blocks, tokenizer.tokens_per_frame + 1
+    )
     bb_entry = registry.get("backbone", config.backbone.name)
     backbone = bb_entry.build(config.backbone.options, shape)
     if not isinstance(backbone, Backbone):

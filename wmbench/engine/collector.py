@@ -78,7 +78,9 @@ class Collector:
         return True
 
     @torch.no_grad()
-    def collect(self, num_steps: int, epsilon: float, temperature: float, burn_in: int, generator: torch.Generator) -> dict[str, float]:
+    def collect(
+        self, num_steps: int, epsilon: float, temperature: float, burn_in: int, generator: torch.Generator
+    ) -> dict[str, float]:
         """Collect ``num_steps`` steps; returns metrics (finished episodes' mean return, steps/s)."""
         self.agent.eval()
         if self.obs is None:
@@ -87,7 +89,9 @@ class Collector:
         else:  # Continue the episode: burn the LSTM in on its last frames, with the current weights.
             recent = self.steps["frames"][-burn_in:]
             frames = to_frames(recent, self.device)[None] if recent else None
-            self.agent.actor_critic.reset(1, None if frames is None else self.agent.tokenizer.reconstruct(frames[0]).clamp(0, 1)[None])
+            self.agent.actor_critic.reset(
+                1, None if frames is None else self.agent.tokenizer.reconstruct(frames[0]).clamp(0, 1)[None]
+            )
         returns, start = [], time.perf_counter()
         for _ in range(num_steps):
             assert self.obs is not None  # an episode is under way
@@ -115,7 +119,12 @@ class Collector:
 
 @torch.no_grad()
 def evaluate(
-    agent: Agent, envs: list[gymnasium.Env], episodes: int, temperature: float, device: torch.device, seed: int,
+    agent: Agent,
+    envs: list[gymnasium.Env],
+    episodes: int,
+    temperature: float,
+    device: torch.device,
+    seed: int,
     record: list[np.ndarray] | None = None,
 ) -> list[float]:
     """Returns of ``episodes`` test episodes, run on the envs in lockstep with one batched policy; the frames of

@@ -46,7 +46,10 @@ class DreamEnv:
 
     @torch.no_grad()
     def step(
-        self, actions: torch.Tensor, decode: bool = True, observe: bool = True,
+        self,
+        actions: torch.Tensor,
+        decode: bool = True,
+        observe: bool = True,
     ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
         """Imagine one step for ``actions [B]``: next frames (or None), rewards in {-1, 0, 1}, ends.
 
@@ -62,7 +65,7 @@ class DreamEnv:
             del self.obs_tokens, self.cache  # nothing to step from until reset()
             return None, rewards, ends
         tokens = []
-        for k in range(wm.tokens_per_frame):
+        for _ in range(wm.tokens_per_frame):
             tokens.append(sample(wm.head_observations(hidden), self.generator))
             hidden = wm(tokens[-1][:, None], self.cache)[:, -1]
         self.obs_tokens = torch.stack(tokens, dim=1)
@@ -112,7 +115,9 @@ def imagine(
     return Rollout(**{k: torch.stack(v, dim=1) for k, v in out.items()})
 
 
-def actor_critic_losses(rollout: Rollout, gamma: float, lambda_: float, entropy_weight: float) -> dict[str, torch.Tensor]:
+def actor_critic_losses(
+    rollout: Rollout, gamma: float, lambda_: float, entropy_weight: float
+) -> dict[str, torch.Tensor]:
     """REINFORCE with a lambda-return baseline, value regression and an entropy bonus (the last step only bootstraps)."""
     with torch.no_grad():
         returns = lambda_returns(rollout.rewards, rollout.values, rollout.ends, gamma, lambda_)[:, :-1]

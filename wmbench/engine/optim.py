@@ -8,8 +8,9 @@ import torch
 from torch import nn
 
 
-def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, parameters: Iterable[nn.Parameter],
-                   grad_clip: float) -> None:
+def optimizer_step(
+    optimizer: torch.optim.Optimizer, loss: torch.Tensor, parameters: Iterable[nn.Parameter], grad_clip: float
+) -> None:
     """Zero the gradients, backpropagate ``loss``, clip the trainable ``parameters``' norm, step."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()

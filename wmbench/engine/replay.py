@@ -34,7 +34,13 @@ class Episode:
         for f in fields(self):
             x = getattr(self, f.name)[lo:hi]
             out[f.name] = torch.cat([x.new_zeros(pad[0], *x.shape[1:]), x, x.new_zeros(pad[1], *x.shape[1:])])
-        out["mask"] = torch.cat([torch.zeros(pad[0], dtype=torch.bool), torch.ones(hi - lo, dtype=torch.bool), torch.zeros(pad[1], dtype=torch.bool)])
+        out["mask"] = torch.cat(
+            [
+                torch.zeros(pad[0], dtype=torch.bool),
+                torch.ones(hi - lo, dtype=torch.bool),
+                torch.zeros(pad[1], dtype=torch.bool),
+            ]
+        )
         return out
 
 
@@ -58,7 +64,9 @@ class ReplayStore:
         else:
             raise ValueError(f"episode {index} is neither the last nor the next one")
         if self.folder is not None:
-            files.save_torch(self.folder / f"{index:06d}.pt", {f.name: getattr(episode, f.name) for f in fields(episode)})
+            files.save_torch(
+                self.folder / f"{index:06d}.pt", {f.name: getattr(episode, f.name) for f in fields(episode)}
+            )
 
     def load(self, num_episodes: int, last_length: int) -> None:
         """Read back the first ``num_episodes`` episodes, the last cut to ``last_length`` steps.
@@ -90,7 +98,9 @@ class ReplayStore:
         probs = np.concatenate([np.full(size, weight / size) for weight, size in zip(w, sizes)])
         return probs / probs.sum()
 
-    def sample(self, batch_size: int, length: int, from_start: bool, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+    def sample(
+        self, batch_size: int, length: int, from_start: bool, rng: np.random.Generator
+    ) -> dict[str, torch.Tensor]:
         """Segments ``[B, length, ...]``. From a random start, padded at the end (world model, tokenizer), or
         ending at a random step, padded at the start (actor-critic burn-in)."""
         chosen = rng.choice(len(self.episodes), size=batch_size, p=self._episode_probabilities())

@@ -74,7 +74,9 @@ def world_model_optimizer(model: nn.Module, lr: float, weight_decay: float) -> t
 class Trainer:
     """One run of one game with one backbone and tokenizer, in a run folder."""
 
-    def __init__(self, config: cfg.RunConfig, run: RunDir, registry: Registry, log=print, progress: Progress | None = None):
+    def __init__(
+        self, config: cfg.RunConfig, run: RunDir, registry: Registry, log=print, progress: Progress | None = None
+    ):
         self.progress = progress or Progress(log=log)
         self.config, self.run, self.log = config, run, self.progress.log
         self.observers = registry.observers(config.loggers, run, self.log)
@@ -109,21 +111,24 @@ class Trainer:
 
     def save_checkpoint(self) -> None:
         last = self.store.episodes[-1] if self.store.episodes else None
-        save_torch(self.run.last_checkpoint, {
-            "format": checkpoints.FORMAT,
-            "config": json.dumps(cfg.to_dict(self.config)),
-            "agent": self.agent.state_dict(),
-            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
-            "epoch": self.epoch,
-            "env_steps": self.env_steps,
-            "wall_time": self.wall_time,
-            "replay": {"num_episodes": len(self.store.episodes), "last_length": len(last) if last else 0},
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "generator": self.generator.get_state(),
-                "numpy": json.dumps(self.rng.bit_generator.state),
+        save_torch(
+            self.run.last_checkpoint,
+            {
+                "format": checkpoints.FORMAT,
+                "config": json.dumps(cfg.to_dict(self.config)),
+                "agent": self.agent.state_dict(),
+                "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+                "epoch": self.epoch,
+                "env_steps": self.env_steps,
+                "wall_time": self.wall_time,
+                "replay": {"num_episodes": len(self.store.episodes), "last_length": len(last) if last else 0},
+                "rng": {
+                    "torch": torch.get_rng_state(),
+                    "generator": self.generator.get_state(),
+                    "numpy": json.dumps(self.rng.bit_generator.state),
+                },
             },
-        })
+        )
 
     def load_init(self) -> None:
         """Start from the reference checkpoint the config names, if any (``run --init``)."""
@@ -164,7 +169,9 @@ class Trainer:
             if self.collector.restore():
                 line += f"; env replayed to where it stopped ({time.perf_counter() - start:.1f}s)"
             else:
-                line += "; warning: the env did not replay to the stored frames (not deterministic?), a new episode starts"
+                line += (
+                    "; warning: the env did not replay to the stored frames (not deterministic?), a new episode starts"
+                )
         return line
 
     # Training steps ----------------------------------------------------------------------------------
@@ -202,7 +209,9 @@ class Trainer:
             with self.autocast():
                 with torch.no_grad():
                     tokens = self.agent.tokenizer.encode(batch["frames"].flatten(0, 1)).view(b, steps, -1)
-                losses = self.agent.world_model.losses(tokens, batch["actions"], batch["rewards"], batch["ends"], batch["mask"])
+                losses = self.agent.world_model.losses(
+                    tokens, batch["actions"], batch["rewards"], batch["ends"], batch["mask"]
+                )
             self._step("world_model", losses.total, t.grad_clip)
             for k in ("observations", "rewards", "ends", "total"):
                 sums[f"loss/world_model/{k}"] += getattr(losses, k).item() / t.steps_per_epoch
@@ -225,7 +234,9 @@ class Trainer:
             for k, v in losses.items():
                 sums[f"loss/actor_critic/{k}"] += v.item() / t.steps_per_epoch
             sums["imagination/return"] += rollout.rewards.sum(1).mean().item() / t.steps_per_epoch
-        sums["throughput/imagined_frames_per_s"] = t.steps_per_epoch * t.batch_size * t.horizon / (time.perf_counter() - start)
+        sums["throughput/imagined_frames_per_s"] = (
+            t.steps_per_epoch * t.batch_size * t.horizon / (time.perf_counter() - start)
+        )
         return dict(sums)
 
     # The loop ----------------------------------------------------------------------------------------
@@ -240,7 +251,9 @@ class Trainer:
             ]
         frames: list[np.ndarray] | None = [] if video else None
         with self.autocast(), self.progress.stage(f"epoch {self.epoch}: evaluation ({episodes} episodes)"):
-            returns = evaluate(self.agent, self.test_envs, episodes, e.temperature, self.device, self.config.seed + 10_000, frames)
+            returns = evaluate(
+                self.agent, self.test_envs, episodes, e.temperature, self.device, self.config.seed + 10_000, frames
+            )
         if video is not None and frames is not None:
             save_video(video, np.stack(frames))
         return returns
@@ -260,7 +273,9 @@ class Trainer:
         if self.epoch <= t.tokenizer.start_after_epochs:
             return
         frames = self.store.sample(8, 1, True, rng)["frames"][:, 0].to(self.device).float().div(255)
-        save_reconstructions(self.run.media / f"reconstructions_{tag}.png", frames, self.agent.tokenizer, self.config.env.size)
+        save_reconstructions(
+            self.run.media / f"reconstructions_{tag}.png", frames, self.agent.tokenizer, self.config.env.size
+        )
         if self.epoch <= t.world_model.start_after_epochs:
             return
         self.agent.eval()
@@ -268,7 +283,9 @@ class Trainer:
         real = segment["frames"].to(self.device).float().div(255)
         with self.autocast():
             dream = DreamEnv(self.agent.tokenizer, self.agent.world_model, generator)
-            rollout = imagine(self.agent.actor_critic, dream, real, segment["mask"].to(self.device), t.actor_critic.horizon)
+            rollout = imagine(
+                self.agent.actor_critic, dream, real, segment["mask"].to(self.device), t.actor_critic.horizon
+            )
         context = real[0, :-1][segment["mask"][0, :-1].to(self.device)]
         save_video(self.run.media / f"imagined_{tag}", torch.cat([context, rollout.frames[0].float()]))
 
@@ -278,7 +295,11 @@ class Trainer:
         if epoch <= t.collect.stop_after_epoch:
             c = t.collect
             with self.autocast(), self.progress.stage(f"epoch {epoch}: collection ({c.steps_per_epoch} steps)"):
-                metrics.update(self.collector.collect(c.steps_per_epoch, c.epsilon, c.temperature, t.actor_critic.burn_in, self.generator))
+                metrics.update(
+                    self.collector.collect(
+                        c.steps_per_epoch, c.epsilon, c.temperature, t.actor_critic.burn_in, self.generator
+                    )
+                )
             self.env_steps += c.steps_per_epoch
         if epoch > t.tokenizer.start_after_epochs:
             metrics.update(self.train_tokenizer())
@@ -287,7 +308,9 @@ class Trainer:
         if epoch > t.actor_critic.start_after_epochs:
             metrics.update(self.train_actor_critic())
         if self.config.eval.every and epoch % self.config.eval.every == 0 and epoch < t.epochs:
-            returns = self.evaluate(self.config.eval.episodes, self.run.media / f"test_epoch_{epoch:04d}" if self._media_due() else None)
+            returns = self.evaluate(
+                self.config.eval.episodes, self.run.media / f"test_epoch_{epoch:04d}" if self._media_due() else None
+            )
             metrics["eval/return"] = float(np.mean(returns))
         if self._media_due():
             self.write_media()
@@ -347,7 +370,9 @@ class Trainer:
             module = self.agent.tokenizer if name == "tokenizer" else self.agent.world_model.transformer
             facts = module.describe()
             if facts:
-                lines.append(f"{name} {getattr(self.config, name).name}: " + ", ".join(f"{k}={v}" for k, v in facts.items()))
+                lines.append(
+                    f"{name} {getattr(self.config, name).name}: " + ", ".join(f"{k}={v}" for k, v in facts.items())
+                )
         return lines
 
     def run_facts(self) -> dict[str, Any]:
@@ -369,7 +394,11 @@ class Trainer:
             "device": str(self.device),
             "bf16": c.bf16,
             "probe": c.probe,
-            "host": {"platform": platform.platform(), "python": platform.python_version(), "threads": torch.get_num_threads()},
+            "host": {
+                "platform": platform.platform(),
+                "python": platform.python_version(),
+                "threads": torch.get_num_threads(),
+            },
             "packages": package_versions(),
         }
 
@@ -387,7 +416,12 @@ class Trainer:
 
 
 def _epoch_line(record: dict[str, Any]) -> str:
-    keys = ("loss/tokenizer/total", "loss/world_model/total", "loss/actor_critic/total", "collect/return", "eval/return")
+    keys = (
+        "loss/tokenizer/total",
+        "loss/world_model/total",
+        "loss/actor_critic/total",
+        "collect/return",
+        "eval/return",
+    )
     shown = " ".join(f"{k.split('/')[-2] if k.startswith('loss') else k}={record[k]:.4g}" for k in keys if k in record)
     return f"epoch {record['epoch']} env_steps={record['env_steps']} {shown} ({record['wall_time']:.1f}s)"
-

@@ -19,10 +19,14 @@ from wmbench.engine.backbone import Backbone, Cache
 class Embedder(nn.Module):
     """Separate tables for action and observation tokens (reference names: ``embedding_tables.0/1``)."""
 
-    def __init__(self, num_actions: int, vocab_size: int, dim: int, tokens_per_block: int, observations: nn.Module | None):
+    def __init__(
+        self, num_actions: int, vocab_size: int, dim: int, tokens_per_block: int, observations: nn.Module | None
+    ):
         super().__init__()
         self.tokens_per_block, self.num_actions = tokens_per_block, num_actions
-        self.embedding_tables = nn.ModuleList([nn.Embedding(num_actions, dim), observations or nn.Embedding(vocab_size, dim)])
+        self.embedding_tables = nn.ModuleList(
+            [nn.Embedding(num_actions, dim), observations or nn.Embedding(vocab_size, dim)]
+        )
 
     def forward(self, tokens: torch.Tensor, start: int) -> torch.Tensor:
         """Embeddings of ``tokens [B, L]`` that sit at sequence positions ``start .. start + L - 1``."""
@@ -94,7 +98,9 @@ class WorldModel(nn.Module):
     ) -> WorldModelLosses:
         """Cross-entropies on a batch of segments: tokens ``[B, T, K]``, the rest ``[B, T]``; mask marks real steps."""
         out = self.predictions(obs_tokens, actions, rewards, ends, mask)
-        return WorldModelLosses(**{k: F.cross_entropy(logits.flatten(0, -2), labels.flatten()) for k, (logits, labels) in out.items()})
+        return WorldModelLosses(
+            **{k: F.cross_entropy(logits.flatten(0, -2), labels.flatten()) for k, (logits, labels) in out.items()}
+        )
 
     def predictions(
         self,

@@ -202,7 +202,7 @@ def action_names(game: str) -> list[str]:
     return list(_action_names(_check(game)))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _action_names(game: str) -> tuple[str, ...]:
     _import_ale()
     env = gymnasium.make(f"{game}NoFrameskip-v4", disable_env_checker=True)
@@ -215,4 +215,3 @@ def _action_names(game: str) -> tuple[str, ...]:
 def num_actions(game: str) -> int:
     """Size of the game's minimal action set (Breakout 4, Pong 6)."""
     return len(action_names(game))
-

@@ -15,7 +15,6 @@ from wmbench.envs.atari_games import GAMES
 from wmbench.hookspecs import hookimpl
 
 
-
 def make_env(game: str, config: EnvConfig, train: bool, seed: int):
     from wmbench.envs import atari
 
@@ -41,5 +40,11 @@ def reference_scores(game: str) -> tuple[float, float]:
 
 @hookimpl
 def wmbench_register_env_suites(register):
-    register("atari", GAMES, make_env, num_actions, reference_scores=reference_scores,
-             summary="Atari 100k through gymnasium + ale-py, with IRIS's wrappers")
+    register(
+        "atari",
+        GAMES,
+        make_env,
+        num_actions,
+        reference_scores=reference_scores,
+        summary="Atari 100k through gymnasium + ale-py, with IRIS's wrappers",
+    )

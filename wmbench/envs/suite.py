@@ -43,7 +43,9 @@ class Game:
     suite: EnvSuite
 
     def _broken(self, problem: str) -> WmbenchError:
-        return WmbenchError(f"env suite {self.suite.name!r} of plugin {self.suite.plugin!r}: game {self.name!r} {problem}")
+        return WmbenchError(
+            f"env suite {self.suite.name!r} of plugin {self.suite.plugin!r}: game {self.name!r} {problem}"
+        )
 
     def make_env(self, config: EnvConfig, train: bool, seed: int) -> gymnasium.Env:
         """The suite's env; its observations must be ``(size, size, 3)`` uint8 RGB."""

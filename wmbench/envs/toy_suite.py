@@ -33,5 +33,11 @@ def reference_scores(game: str) -> tuple[float, float]:
 
 @hookimpl
 def wmbench_register_env_suites(register):
-    register("toy", GAMES, make_env, lambda game: 3, reference_scores=reference_scores,
-             summary="Catcher: a ball to catch on a 4x4 grid (reference scores: random and optimal play)")
+    register(
+        "toy",
+        GAMES,
+        make_env,
+        lambda game: 3,
+        reference_scores=reference_scores,
+        summary="Catcher: a ball to catch on a 4x4 grid (reference scores: random and optimal play)",
+    )

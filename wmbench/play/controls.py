@@ -11,8 +11,19 @@ from wmbench.errors import WmbenchError
 
 DIRECTIONS = {"up": "UP", "down": "DOWN", "right": "RIGHT", "left": "LEFT", "space": "FIRE"}
 COMMANDS = {
-    "p": "pause", "s": "step", "r": "reset", "=": "faster", "+": "faster", "[+]": "faster", "-": "slower",
-    "[-]": "slower", "c": "record", "y": "yes", "n": "no", "q": "quit", "escape": "quit",
+    "p": "pause",
+    "s": "step",
+    "r": "reset",
+    "=": "faster",
+    "+": "faster",
+    "[+]": "faster",
+    "-": "slower",
+    "[-]": "slower",
+    "c": "record",
+    "y": "yes",
+    "n": "no",
+    "q": "quit",
+    "escape": "quit",
 }
 HELP = "p pause  s step  r reset  +/- speed  c record  q quit"
 
@@ -65,7 +76,9 @@ def parse_script(text: str) -> list[set[str]]:
         held = set() if keys == "." else set(keys.split("+"))
         unknown = sorted(k for k in held if k not in DIRECTIONS and k not in COMMANDS and not k.isdigit())
         if unknown or n < 1:
-            raise WmbenchError(f"key script item {item!r}: unknown key(s) {', '.join(unknown) or count}; "
-                               f"keys: {', '.join([*DIRECTIONS, *COMMANDS])}, digits, '.'")
+            raise WmbenchError(
+                f"key script item {item!r}: unknown key(s) {', '.join(unknown) or count}; "
+                f"keys: {', '.join([*DIRECTIONS, *COMMANDS])}, digits, '.'"
+            )
         frames.extend([held] * n)
     return frames

@@ -55,8 +55,12 @@ class Recorder:
         self.saved.append(save_video(stem, np.stack(segment.views), fps=self.fps))
         buffer = io.BytesIO()
         # Actions are -1 where none was taken (a first frame, a replay without actions).
-        np.savez_compressed(buffer, frames=np.stack(segment.frames), actions=np.array(segment.actions),
-                            rewards=np.array(segment.rewards, dtype=np.float32))
+        np.savez_compressed(
+            buffer,
+            frames=np.stack(segment.frames),
+            actions=np.array(segment.actions),
+            rewards=np.array(segment.rewards, dtype=np.float32),
+        )
         files.write_bytes(stem.with_suffix(".npz"), buffer.getvalue())
         self.saved.append(stem.with_suffix(".npz"))
 

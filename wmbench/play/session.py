@@ -149,8 +149,19 @@ class RealSession(Session):
         self.obs, reward, terminated, truncated, _ = self.env.step(action)
         self.t, self.ret = self.t + 1, self.ret + float(reward)
         recon, predicted, end = self.predictor.observe(action, to_tensor(self.obs, self.device))
-        return Frame(original_frame(self.env, self.obs), self.obs, to_image(recon), self.t, float(reward), self.ret,
-                     action, self.name(action), predicted, end, bool(terminated or truncated))
+        return Frame(
+            original_frame(self.env, self.obs),
+            self.obs,
+            to_image(recon),
+            self.t,
+            float(reward),
+            self.ret,
+            action,
+            self.name(action),
+            predicted,
+            end,
+            bool(terminated or truncated),
+        )
 
 
 class DreamSession(Session):
@@ -183,7 +194,9 @@ class DreamSession(Session):
     def _frame(self, reward, action, predicted, end, done) -> Frame:
         image = to_image(self.current)
         recon = to_image(self.agent.tokenizer.reconstruct(self.current).clamp(0, 1))
-        return Frame(self.start, image, recon, self.t, reward, self.ret, action, self.name(action), predicted, end, done)
+        return Frame(
+            self.start, image, recon, self.t, reward, self.ret, action, self.name(action), predicted, end, done
+        )
 
     @torch.no_grad()
     def step(self, action: int | None) -> Frame:
@@ -214,8 +227,12 @@ def load_episodes(run_path: Path, source: str, size: int) -> list[Episode]:
     if source == "train":
         paths = sorted((run_path / "replay").glob("*.pt"))
         data = [files.load_torch(p) for p in paths]
-        episodes = [Episode(f"train {p.stem}", d["frames"].permute(0, 2, 3, 1).numpy(), d["actions"].numpy(),
-                            d["rewards"].numpy()) for p, d in zip(paths, data)]
+        episodes = [
+            Episode(
+                f"train {p.stem}", d["frames"].permute(0, 2, 3, 1).numpy(), d["actions"].numpy(), d["rewards"].numpy()
+            )
+            for p, d in zip(paths, data)
+        ]
     elif source == "recordings":
         paths = sorted((run_path / "media" / "recordings").glob("*.npz"))
         episodes = []

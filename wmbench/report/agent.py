@@ -93,7 +93,9 @@ def per_game_table(df, methods: Sequence[str], baseline_names: Sequence[str]):
     for b in baseline_names:
         scores = published.load(b)
         table[f"{b}{PUBLISHED} mean"] = [float(np.mean(scores[g])) for g in games]
-        table[f"{b}{PUBLISHED} std"] = [float(np.std(scores[g], ddof=1)) if len(scores[g]) > 1 else math.nan for g in games]
+        table[f"{b}{PUBLISHED} std"] = [
+            float(np.std(scores[g], ddof=1)) if len(scores[g]) > 1 else math.nan for g in games
+        ]
         table[f"{b}{PUBLISHED} n"] = [len(scores[g]) for g in games]
     return table
 
@@ -102,13 +104,14 @@ def per_game_markdown(table, methods: Sequence[str], baseline_names: Sequence[st
     """The per-game table for reading: ``mean ± std (n)`` per method, the published mean per baseline."""
     import pandas as pd
 
-    shown = pd.DataFrame({"game": table["game"], "random": table["random"].map(md.score), "human": table["human"].map(md.score)})
+    shown = pd.DataFrame(
+        {"game": table["game"], "random": table["random"].map(md.score), "human": table["human"].map(md.score)}
+    )
     for m in methods:
         shown[m] = [md.mean_std(a, b, n) for a, b, n in zip(table[f"{m} mean"], table[f"{m} std"], table[f"{m} n"])]
     for b in baseline_names:
         shown[f"{b}{PUBLISHED}"] = table[f"{b}{PUBLISHED} mean"].map(md.score)
     return shown
-
 
 
 @dataclass
@@ -127,8 +130,10 @@ def score_matrices(df, methods: Sequence[str], baseline_names: Sequence[str]) ->
     notes = []
     if baseline_names and "score_caveats" in df and (df["score_caveats"] != "").any():
         cut = df[df["score_caveats"] != ""]
-        notes.append(f"{len(cut)} run(s) left out of the aggregates beside published rows, their returns not being "
-                     f"scores: {'; '.join(sorted(set(cut['score_caveats'])))}.")
+        notes.append(
+            f"{len(cut)} run(s) left out of the aggregates beside published rows, their returns not being "
+            f"scores: {'; '.join(sorted(set(cut['score_caveats'])))}."
+        )
         df = df[df["score_caveats"] == ""]
     covered = [set(df.loc[df["method"] == m, "game"]) for m in methods]
     games = [g for g in human if all(g in c for c in covered)]
@@ -185,9 +190,10 @@ def aggregate_markdown(table):
     shown = table[["method", "source", "games", "runs_per_game"]].rename(columns={"runs_per_game": "runs/game"})
     for name in stats.AGGREGATES:
         key = name.lower().replace(" ", "_")
-        shown[name] = [md.interval(p, lo, hi) for p, lo, hi in zip(table[key], table[f"{key}_low"], table[f"{key}_high"])]
+        shown[name] = [
+            md.interval(p, lo, hi) for p, lo, hi in zip(table[key], table[f"{key}_low"], table[f"{key}_high"])
+        ]
     return shown
-
 
 
 def improvement_table(scores: Scores, methods: Sequence[str], reps: int, seed: int):
@@ -220,7 +226,6 @@ def improvement_markdown(table):
     shown["P(X > Y) [95% CI]"] = ["–" if math.isnan(p) else md.interval(p, lo, hi) for p, lo, hi in cells]
     shown["note"] = table["note"]
     return shown
-
 
 
 def curves(runs: Sequence[Run], labels: Sequence[str], key: str, final_from_summary: bool = False):
@@ -270,4 +275,3 @@ def throughput_table(df):
     for col in ("world_model_params", "world_model_trainable", "tokenizer_params", "actor_critic_params"):
         table[col] = table[col].round().astype("Int64")
     return table
-

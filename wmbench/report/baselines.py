@@ -38,7 +38,7 @@ def check(name: str) -> str:
     return by_lower[name.lower()]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _read(name: str) -> dict[str, tuple[float, ...]]:
     text = (_folder() / f"{name}.json").read_text()
     return {game: tuple(float(s) for s in runs) for game, runs in json.loads(text).items()}

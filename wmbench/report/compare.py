@@ -9,7 +9,6 @@ summary.json) get the data-efficiency sections of :mod:`wmbench.report.data_effi
 written by ``wmbench bench`` a table of their own.
 """
 
-
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -140,7 +139,12 @@ def _curve_sections(w: _Writer, runs: Sequence[Run], colours: dict[str, Any]) ->
 
 
 def compare(
-    run_dirs: list[Path], out: Path, baselines: list[str], reps: int = stats.REPS, seed: int = 0, bench_csvs: Sequence[Path] = ()
+    run_dirs: list[Path],
+    out: Path,
+    baselines: list[str],
+    reps: int = stats.REPS,
+    seed: int = 0,
+    bench_csvs: Sequence[Path] = (),
 ) -> Path:
     """Read the run folders (and ``wmbench bench`` CSVs), write tables, plots and ``report.md`` into ``out``;
     returns report.md's path.
@@ -161,9 +165,16 @@ def compare(
     w = _Writer(out)
     agent = [r for r in runs if r.track != TRACK_WORLD_MODEL]
     world_model = [r for r in runs if r.track == TRACK_WORLD_MODEL]
-    parts = [f"{len(agent)} agent run(s)"] * bool(agent) + [f"{len(world_model)} world-model run(s)"] * bool(world_model)
+    parts = [f"{len(agent)} agent run(s)"] * bool(agent) + [f"{len(world_model)} world-model run(s)"] * bool(
+        world_model
+    )
     parts += [f"{len(bench_csvs)} throughput CSV(s) of `wmbench bench`"] * bool(bench_csvs)
-    lines = ["# wmbench report", "", f"Made by `wmbench compare` (wmbench {wmbench.__version__}) from {', '.join(parts)}.", ""]
+    lines = [
+        "# wmbench report",
+        "",
+        f"Made by `wmbench compare` (wmbench {wmbench.__version__}) from {', '.join(parts)}.",
+        "",
+    ]
     if agent:
         lines += _agent_sections(w, agent, baseline_names, reps, seed)
     if world_model:
@@ -202,7 +213,7 @@ def _agent_sections(w: _Writer, runs: list[Run], baseline_names: list[str], reps
         f"{len(runs)} run folder(s): "
         f"{len(methods)} backbone setup(s) ({', '.join(methods)}) on {df['game'].nunique()} game(s), seeds "
         f"{', '.join(map(str, sorted(df['seed'].unique())))}. Published baselines: {', '.join(baseline_names) or 'none'} "
-        "(rows and columns marked \"published\": their authors' scores, see `results/baselines/README.md` in the "
+        '(rows and columns marked "published": their authors\' scores, see `results/baselines/README.md` in the '
         "wmbench repository). Scores are final evaluation returns; human-normalised score = "
         "(score - random) / (human - random).",
         "",
@@ -230,7 +241,9 @@ def _agent_sections(w: _Writer, runs: list[Run], baseline_names: list[str], reps
         len(throughput),
     )
     shown = df.drop(columns=["backbone", "path", "world_model_trainable", "tokenizer_params", "actor_critic_params"])
-    lines += _section("Runs", "One row per run: [runs.csv](runs.csv), [runs.md](runs.md).", w.table("runs", df, shown), len(df))
+    lines += _section(
+        "Runs", "One row per run: [runs.csv](runs.csv), [runs.md](runs.md).", w.table("runs", df, shown), len(df)
+    )
     return lines
 
 
@@ -278,7 +291,9 @@ def _data_efficiency_sections(w: _Writer, runs: list[Run]) -> list[str]:
         plotted += [(n, file, ylabel) for n in longest]
     for name, file, ylabel in plotted:
         summary = tables.curve_summary(de.curve_long(long, name))
-        fig = plots.plot_curves(summary, colours, ylabel, f"World-model track: {name} against frames seen (mean ± std over seeds)")
+        fig = plots.plot_curves(
+            summary, colours, ylabel, f"World-model track: {name} against frames seen (mean ± std over seeds)"
+        )
         lines += _section(
             f"Curves: {name}",
             f"Per game, `{name}` against frames seen (the x axis reads environment steps), mean ± std over seeds "

@@ -32,7 +32,15 @@ def long_table(runs: Sequence[Any], labels: Sequence[str]):
     for label, r in zip(labels, runs):
         for row in r.summary["per_budget"]:
             figures = {k: float(v) for k, v in row.items() if k.startswith("heldout/") and isinstance(v, (int, float))}
-            rows.append({"method": label, "game": r.summary["game"], "seed": r.summary["seed"], "env_steps": row["env_steps"], **figures})
+            rows.append(
+                {
+                    "method": label,
+                    "game": r.summary["game"],
+                    "seed": r.summary["seed"],
+                    "env_steps": row["env_steps"],
+                    **figures,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -63,7 +71,9 @@ def budget_markdown(table, long):
 
     rollouts = [(c, f"{heading}@{c.rsplit('@', 1)[1]}") for prefix, heading in (("heldout/rollout_psnr@", "PSNR dB"),
                 ("heldout/rollout_token_accuracy@", "token acc.")) for c in figure_names(long) if c.startswith(prefix)]  # fmt: skip
-    shown = pd.DataFrame({"game": table["game"], "frames": table["env_steps"], "method": table["method"], "seeds": table["seeds"]})
+    shown = pd.DataFrame(
+        {"game": table["game"], "frames": table["env_steps"], "method": table["method"], "seeds": table["seeds"]}
+    )
     for name, heading in [*SHOWN.items(), *rollouts]:
         if f"{name} mean" in table:
             shown[heading] = [md.estimate(m, s) for m, s in zip(table[f"{name} mean"], table[f"{name} std"])]
@@ -112,4 +122,3 @@ def target_markdown(table):
 def curve_long(long, name: str):
     """The long table of one figure in the shape of :func:`wmbench.report.agent.curves`."""
     return long[["method", "game", "seed", "env_steps", name]].rename(columns={name: "value"}).dropna()
-

@@ -110,7 +110,9 @@ def profile_taus(matrices: dict[str, np.ndarray]) -> np.ndarray:
     return np.unique(np.concatenate([np.linspace(0.0, 1.0, 101), np.linspace(1.0, top, 141)]))
 
 
-def plot_profiles(profiles: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], taus: np.ndarray, colours: dict[str, Any]):
+def plot_profiles(
+    profiles: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], taus: np.ndarray, colours: dict[str, Any]
+):
     """Performance profiles: fraction of runs above each human-normalised score, with 95% bands.
 
     The x axis is linear up to 1 (human level) and logarithmic above, so that both weak and strong
@@ -153,18 +155,26 @@ def plot_curves(summary, colours: dict[str, Any], ylabel: str, title: str):
     cols = min(4, len(games))
     rows = math.ceil(len(games) / cols)
     with sns.axes_style("whitegrid"):
-        fig, axes = plt.subplots(rows, cols, figsize=(3.8 * cols + 1.6, 2.7 * rows + 0.9), squeeze=False, layout="constrained")
+        fig, axes = plt.subplots(
+            rows, cols, figsize=(3.8 * cols + 1.6, 2.7 * rows + 0.9), squeeze=False, layout="constrained"
+        )
         for ax, game in zip(axes.flat, games):
             for method in methods:
                 c = summary[(summary["game"] == game) & (summary["method"] == method)].sort_values("env_steps")
                 if not len(c):
                     continue
-                x, mean, std = c["env_steps"].to_numpy(float), c["mean"].to_numpy(float), c["std"].fillna(0).to_numpy(float)
+                x, mean, std = (
+                    c["env_steps"].to_numpy(float),
+                    c["mean"].to_numpy(float),
+                    c["std"].fillna(0).to_numpy(float),
+                )
                 ax.plot(x, mean, color=colours[method], lw=1.8, marker="o", ms=3, label=method)
                 ax.fill_between(x, mean - std, mean + std, color=colours[method], alpha=0.2, lw=0)
             ax.set_title(game, fontsize=11)
             ax.tick_params(labelsize=9)
-            ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v / 1000:g}k" if abs(v) >= 1000 else f"{v:g}"))
+            ax.xaxis.set_major_formatter(
+                plt.FuncFormatter(lambda v, _: f"{v / 1000:g}k" if abs(v) >= 1000 else f"{v:g}")
+            )
         for ax in axes.flat[len(games) :]:
             ax.set_visible(False)
         for ax in axes[-1]:
@@ -176,4 +186,3 @@ def plot_curves(summary, colours: dict[str, Any], ylabel: str, title: str):
         fig.legend(handles, methods, loc="outside upper center", ncol=min(len(methods), 6), frameon=False, fontsize=10,
                    title=title, title_fontsize=12)  # fmt: skip
     return fig
-

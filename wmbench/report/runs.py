@@ -37,12 +37,16 @@ class Run:
         return self.summary.get("track", "agent")
 
 
-
-
 def find_bench_csvs(paths: Sequence[Path]) -> list[Path]:
     """The ``throughput.csv`` files of ``wmbench bench`` below the paths (a report's own throughput.csv, beside
     its report.md, is not one)."""
-    found = [c for p in map(Path, paths) if p.is_dir() for c in p.rglob("throughput.csv") if not (c.parent / "report.md").exists()]
+    found = [
+        c
+        for p in map(Path, paths)
+        if p.is_dir()
+        for c in p.rglob("throughput.csv")
+        if not (c.parent / "report.md").exists()
+    ]
     return sorted({c.resolve() for c in found})
 
 
@@ -51,8 +55,10 @@ def load_run(folder: Path) -> Run:
     run = RunDir(folder)
     summary = run.read_summary()
     if summary["game"] not in registry().games:
-        raise WmbenchError(f"run folder {folder}: summary.json field 'game' is {summary['game']!r}, not an Atari 100k game "
-                           "nor a game of another installed env suite (wmbench list games)")
+        raise WmbenchError(
+            f"run folder {folder}: summary.json field 'game' is {summary['game']!r}, not an Atari 100k game "
+            "nor a game of another installed env suite (wmbench list games)"
+        )
     return Run(Path(folder), summary, run.read_metrics(), run.read_config() if run.config.is_file() else {})
 
 
@@ -67,10 +73,11 @@ def read_bench_csvs(paths: Sequence[Path]):
         except (OSError, ValueError) as exc:
             raise WmbenchError(f"throughput CSV {path} cannot be read ({exc})") from exc
         if list(frame.columns) != list(COLUMNS) or frame.empty:
-            raise WmbenchError(f"throughput CSV {path} is not a wmbench bench CSV with rows (columns {list(frame.columns)})")
+            raise WmbenchError(
+                f"throughput CSV {path} is not a wmbench bench CSV with rows (columns {list(frame.columns)})"
+            )
         frames.append(frame.assign(source=str(path)))
     return pd.concat(frames, ignore_index=True) if frames else None
-
 
 
 def method_labels(runs: Sequence[Run]) -> list[str]:
@@ -95,10 +102,11 @@ def method_labels(runs: Sequence[Run]) -> list[str]:
         differing = [k for k in keys if len({json.dumps(flat[i].get(k)) for i in members}) > 1]
         for i in members:
             if differing:
-                labels[i] = label + "[" + ", ".join(f"{k.split('.')[-1]}={_option(flat[i].get(k))}" for k in differing) + "]"
+                labels[i] = (
+                    label + "[" + ", ".join(f"{k.split('.')[-1]}={_option(flat[i].get(k))}" for k in differing) + "]"
+                )
     return labels
 
 
 def _option(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else "–" if value is None else str(value)
-

@@ -38,7 +38,9 @@ def score_matrix(scores: Mapping[str, Sequence[float]], games: Sequence[str]) ->
     if missing:
         raise ValueError(f"no scores for {', '.join(missing)}")
     runs = min(len(scores[g]) for g in games)
-    return np.array([[float(scores[g][i]) for g in games] for i in range(runs)], dtype=np.float64).reshape(runs, len(games))
+    return np.array([[float(scores[g][i]) for g in games] for i in range(runs)], dtype=np.float64).reshape(
+        runs, len(games)
+    )
 
 
 def iqm(matrix: np.ndarray) -> float:

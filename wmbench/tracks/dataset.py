@@ -27,7 +27,9 @@ POLICY = "uniform random"
 
 def dataset_path(game: str, env: EnvConfig, steps: int, seed: int) -> Path:
     """The cache file of a dataset: readable name, and a hash of everything that shapes its frames."""
-    key = json.dumps({"format": FORMAT, "game": game, "env": dataclasses.asdict(env), "steps": steps, "seed": seed}, sort_keys=True)
+    key = json.dumps(
+        {"format": FORMAT, "game": game, "env": dataclasses.asdict(env), "steps": steps, "seed": seed}, sort_keys=True
+    )
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     return files.cache_root() / "datasets" / f"{game}-seed{seed}-{steps}steps-{digest}.pt"
 

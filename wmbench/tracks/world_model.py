@@ -37,7 +37,6 @@ from wmbench.rundir import OBS_LOSS, TRACK_WORLD_MODEL, RunDir
 from wmbench.tracks import dataset
 
 
-
 def check_settings(config: cfg.RunConfig) -> None:
     """Refuse budgets that do not fall on the epoch schedule, or rollouts without steps (before any work)."""
     w, per_epoch = config.world_model_track, config.training.collect.steps_per_epoch
@@ -60,12 +59,16 @@ def frames_to_target(rows: list[dict[str, Any]], target: float) -> int | None:
 class WorldModelTrack:
     """One world-model-track run of one game with one backbone and tokenizer, in a run folder."""
 
-    def __init__(self, config: cfg.RunConfig, run: RunDir, registry: Registry, log=print, progress: Progress | None = None):
+    def __init__(
+        self, config: cfg.RunConfig, run: RunDir, registry: Registry, log=print, progress: Progress | None = None
+    ):
         check_settings(config)
         progress = progress or Progress(log=log)
         self.config, self.run, self.log = config, run, progress.log
         w = config.world_model_track
-        episodes, self.dataset_file = dataset.load_or_collect(config.game, config.env, w.dataset_steps, config.seed, self.log)
+        episodes, self.dataset_file = dataset.load_or_collect(
+            config.game, config.env, w.dataset_steps, config.seed, self.log
+        )
         self.train, self.heldout = dataset.split(episodes, w.heldout_fraction, f"dataset {self.dataset_file}")
         train_steps = sum(len(e) for e in self.train)
         if w.budgets[-1] > train_steps:
@@ -138,7 +141,9 @@ class WorldModelTrack:
             batch = self._to_device({k: torch.stack([seg[k] for seg in segments]) for k in segments[0]})
             b, steps = batch["actions"].shape
             tokens = self.agent.tokenizer.encode(batch["frames"].flatten(0, 1)).view(b, steps, -1)
-            for name, (logits, labels) in wm.predictions(tokens, batch["actions"], batch["rewards"], batch["ends"], batch["mask"]).items():
+            for name, (logits, labels) in wm.predictions(
+                tokens, batch["actions"], batch["rewards"], batch["ends"], batch["mask"]
+            ).items():
                 logits, labels = logits.flatten(0, -2).float(), labels.flatten()
                 valid = labels != -100
                 sums[f"loss/{name}"] += F.cross_entropy(logits, labels, reduction="sum").item()
@@ -159,14 +164,23 @@ class WorldModelTrack:
         horizon = max(w.rollout_steps)
         starts = [(i, s) for i, e in enumerate(self.heldout) for s in range(len(e) - horizon)]
         if not starts:
-            raise WmbenchError(f"no held-out episode is longer than {horizon} steps; lower world_model_track.rollout_steps")
+            raise WmbenchError(
+                f"no held-out episode is longer than {horizon} steps; lower world_model_track.rollout_steps"
+            )
         chosen = _spread(starts, w.rollout_starts)
         device = self.trainer.device
         first = torch.stack([self.heldout[i].frames[s] for i, s in chosen]).to(device).float().div(255)
         actions = torch.stack([self.heldout[i].actions[s : s + horizon] for i, s in chosen]).to(device)
-        real = torch.stack([self.heldout[i].frames[s + 1 : s + 1 + horizon] for i, s in chosen]).to(device).float().div(255)
+        real = (
+            torch.stack([self.heldout[i].frames[s + 1 : s + 1 + horizon] for i, s in chosen])
+            .to(device)
+            .float()
+            .div(255)
+        )
         # A generator of its own: the same samples at every budget, and training's random streams untouched.
-        dream = DreamEnv(self.agent.tokenizer, self.agent.world_model, torch.Generator(device=device).manual_seed(self.config.seed))
+        dream = DreamEnv(
+            self.agent.tokenizer, self.agent.world_model, torch.Generator(device=device).manual_seed(self.config.seed)
+        )
         dream.reset(first)
         out: dict[str, float] = {}
         for k in range(1, horizon + 1):
@@ -216,4 +230,3 @@ def _spread(items: list, count: int) -> list:
 def _psnr(mse: torch.Tensor) -> float:
     """Mean over frames of 10 log10(1 / MSE), pixels in [0, 1] (capped at 100 dB, an exact match)."""
     return float((-10 * torch.log10(mse.clamp_min(1e-10))).mean())
-

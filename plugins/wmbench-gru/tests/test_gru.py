@@ -2,9 +2,9 @@
 
 import pytest
 import torch
-from wmbench_gru import GRUOptions, build
 
 from wmbench.testing import check_backbone, tiny_shape
+from wmbench_gru import GRUOptions, build
 
 
 @pytest.mark.parametrize("layers", [1, 2])

@@ -44,12 +44,21 @@ def bench_file(
     return path
 
 
+# Cells of every executor at one thread (Slurm's and Ray's cpus_per_cell default): float sums then agree to the bit
+# between executors, whatever thread count the machine's environment would give local cells.
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
 def sweep(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*WMBENCH, "sweep", *args], capture_output=True, text=True, timeout=600, check=False)
+    return subprocess.run(
+        [*WMBENCH, "sweep", *args], capture_output=True, text=True, timeout=600, check=False, env=ONE_THREAD
+    )
 
 
 def start_sweep(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([*WMBENCH, "sweep", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [*WMBENCH, "sweep", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ONE_THREAD
+    )
 
 
 def rows(out: Path) -> dict[str, dict]:

@@ -44,21 +44,12 @@ def bench_file(
     return path
 
 
-# Cells of every executor at one thread (Slurm's and Ray's cpus_per_cell default): float sums then agree to the bit
-# between executors, whatever thread count the machine's environment would give local cells.
-ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
-
-
 def sweep(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [*WMBENCH, "sweep", *args], capture_output=True, text=True, timeout=600, check=False, env=ONE_THREAD
-    )
+    return subprocess.run([*WMBENCH, "sweep", *args], capture_output=True, text=True, timeout=600, check=False)
 
 
 def start_sweep(*args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [*WMBENCH, "sweep", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ONE_THREAD
-    )
+    return subprocess.Popen([*WMBENCH, "sweep", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def rows(out: Path) -> dict[str, dict]:
@@ -81,12 +72,21 @@ def epochs_done(folder: Path) -> int:
     return len(path.read_text().splitlines()) if path.is_file() else 0
 
 
-def metrics(folder: Path) -> tuple[list[dict], dict]:
-    """metrics.jsonl without wall times, and the summary's scores: what a resumed cell must reproduce."""
+def metrics(folder: Path) -> list[dict]:
+    """metrics.jsonl without wall times, then the summary's scores: what a resumed cell must reproduce."""
     lines = [{k: v for k, v in json.loads(line).items() if "time" not in k and "per_s" not in k}
              for line in (folder / "metrics.jsonl").read_text().splitlines()]  # fmt: skip
     summary = json.loads((folder / "summary.json").read_text())
-    return lines, {k: summary[k] for k in ("env_steps", "eval_return_mean", "human_normalised_score")}
+    return [*lines, {k: summary[k] for k in ("env_steps", "eval_return_mean", "human_normalised_score")}]
+
+
+def assert_same_metrics(resumed: Path, straight: Path) -> None:
+    """Equal lines, keys and steps; losses equal to float rounding (cells of different executors may run at different
+    thread counts, which changes the order of float sums, not the run)."""
+    got, want = metrics(resumed), metrics(straight)
+    assert [sorted(g) for g in got] == [sorted(w) for w in want]
+    for g, w in zip(got, want):
+        assert g == pytest.approx(w, rel=1e-5, abs=1e-7), (g, w)
 
 
 def same_rows(a: Path, b: Path) -> None:
@@ -94,7 +94,7 @@ def same_rows(a: Path, b: Path) -> None:
     assert [{k: r[k] for k in SAME} for r in ra.values()] == [{k: r[k] for k in SAME} for r in rb.values()]
     for cell, row in ra.items():
         if row["status"] == "finished":
-            assert metrics(a / "cells" / cell) == metrics(b / "cells" / cell), cell
+            assert_same_metrics(a / "cells" / cell, b / "cells" / cell)
 
 
 @pytest.fixture(scope="module")
@@ -293,7 +293,7 @@ def test_slurm_scancel_then_resume_and_queued_state(work, local_sweep, slurm):
         "--resume" in cell.joinpath("log.txt").read_text().splitlines()[-1]
         or "run --resume" in cell.joinpath("log.txt").read_text()
     )
-    assert metrics(cell) == metrics(work / "long-local" / "cells" / "Pong-scratch-vqvae-s0")
+    assert_same_metrics(cell, work / "long-local" / "cells" / "Pong-scratch-vqvae-s0")
 
 
 @pytest.mark.slow
@@ -327,7 +327,7 @@ def test_slurm_preempted_job_is_requeued_and_a_running_cell_left_alone(work, loc
     log = cell.joinpath("log.txt").read_text()
     assert log.count("$ OMP_NUM_THREADS") == 2 and "run --resume" in log
     assert "requeu" in Path(row["job_log"]).read_text().lower()
-    assert metrics(cell) == metrics(work / "long-local" / "cells" / "Pong-scratch-vqvae-s0")
+    assert_same_metrics(cell, work / "long-local" / "cells" / "Pong-scratch-vqvae-s0")
 
 
 # Ray -------------------------------------------------------------------------------------------------------
@@ -404,7 +404,7 @@ def test_ray_worker_killed_then_resume(work, local_sweep, ray_head):
     result = sweep(str(path), "--out", str(out), "--executor", "ray", "-E", f"address={ray_head}")
     assert result.returncode == 0 and "1 to resume" in result.stdout, result.stdout + result.stderr
     assert rows(out)["Pong-scratch-vqvae-s0"]["action"] == "resume"
-    assert metrics(cell) == metrics(work / "long-local" / "cells" / "Pong-scratch-vqvae-s0")
+    assert_same_metrics(cell, work / "long-local" / "cells" / "Pong-scratch-vqvae-s0")
 
 
 def cell_processes(folder: Path) -> list[int]:

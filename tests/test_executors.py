@@ -24,6 +24,7 @@ from wmbench.cli import cli
 from wmbench.errors import WmbenchError
 from wmbench.executors.status import status
 from wmbench.plugins import registry
+from wmbench.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
@@ -66,10 +67,10 @@ def wait_for(what: str, check, timeout: float = 240.0, every: float = 0.2):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def epochs_done(folder: Path) -> int:
-    """Epochs whose checkpoint is written (metrics.jsonl gets its line after the checkpoint)."""
-    path = folder / "metrics.jsonl"
-    return len(path.read_text().splitlines()) if path.is_file() else 0
+def checkpointed(folder: Path) -> bool:
+    """The cell in ``folder`` has written its first checkpoint, so it can be resumed (the epoch's metrics line
+    comes before its checkpoint, so it is no sign)."""
+    return RunDir(folder).last_checkpoint.is_file()
 
 
 def metrics(folder: Path) -> list[dict]:
@@ -272,7 +273,7 @@ def test_slurm_scancel_then_resume_and_queued_state(work, local_sweep, slurm):
     out = work / "slurm-cancel"
     proc = start_sweep(str(path), "--out", str(out), "--executor", "slurm", "-E", "array_parallelism=1")
     cell = out / "cells" / "Pong-scratch-vqvae-s0"
-    wait_for("the first checkpoint", lambda: epochs_done(cell) >= 1)
+    wait_for("the first checkpoint", lambda: checkpointed(cell))
     report = status(out)
     states = {r["id"]: r["status"] for r in report["cells"]}
     assert states == {"Pong-scratch-vqvae-s0": "running", "Pong-other-vqvae-s0": "queued"}, states
@@ -312,7 +313,7 @@ def test_slurm_preempted_job_is_requeued_and_a_running_cell_left_alone(work, loc
     first.kill()
     first.wait()
     second = start_sweep(str(path), "--out", str(out), "--executor", "slurm")
-    wait_for("the first checkpoint", lambda: epochs_done(cell) >= 1)
+    wait_for("the first checkpoint", lambda: checkpointed(cell))
     job = rows(out)["Pong-scratch-vqvae-s0"]["job_id"]
     subprocess.run(["scancel", job, "--signal", "SIGTERM"], check=True)
     subprocess.run(["scancel", job, "--signal", "USR2"], check=True)
@@ -391,7 +392,7 @@ def test_ray_worker_killed_then_resume(work, local_sweep, ray_head):
     path = work / "long.toml"
     proc = start_sweep(str(path), "--out", str(out), "--executor", "ray", "-E", f"address={ray_head}")
     cell = out / "cells" / "Pong-scratch-vqvae-s0"
-    wait_for("the first checkpoint", lambda: epochs_done(cell) >= 1)
+    wait_for("the first checkpoint", lambda: checkpointed(cell))
     pid = wait_for("the cell's process", lambda: next(iter(cell_processes(cell)), None))
     worker = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])  # its parent: the Ray worker
     assert "ray" in Path(f"/proc/{worker}/cmdline").read_bytes().decode(errors="replace").lower()

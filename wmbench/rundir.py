@@ -29,7 +29,7 @@ REQUIRED: dict[str, dict[str, _Kind]] = {
     TRACK_AGENT: {"schema_version": int, "game": str, "backbone": str, "seed": int, "eval_return_mean": (int, float)},
     TRACK_WORLD_MODEL: {
         "schema_version": int, "game": str, "backbone": str, "seed": int, "per_budget": list,
-        "target_loss": (int, float),
+        "frozen_tokenizer": dict,
     },
 }  # fmt: skip
 MARKERS = ("summary.json", "config.json", "metrics.jsonl")

@@ -27,18 +27,20 @@ from wmbench.errors import WmbenchError
 @click.option("--resume", type=click.Path(path_type=Path), help="Continue the run in this folder from its last budget.")
 @quiet_option
 def world_model(backbone, game, preset, tokenizer, seed, overrides, out, device, resume, quiet):
-    """Data efficiency of a world model alone: held-out losses and imagined-rollout error against frames seen.
+    """Data efficiency of a world model alone: held-out figures of a fresh world model per budget of frames.
 
-    A fixed dataset of random-policy transitions (collected once per game and seed, cached under
-    $WMBENCH_CACHE/datasets) is split into train and held-out episodes; the tokenizer and world model train on
-    growing prefixes of the train part, and at each budget of world_model_track.budgets the held-out figures
-    go into metrics.jsonl; summary.json adds the loss at each budget and the frames needed to reach
-    world_model_track.target_loss.
+    A fixed dataset per game and seed (random, sticky-random and scripted play, collected once and cached under
+    $WMBENCH_CACHE/datasets) is split by whole episodes into train, validation and held-out parts, plus an
+    out-of-distribution part (world_model_track.ood_steps); a tokenizer trained once on the train part is frozen
+    and shared by every backbone (its sha256 is in summary.json). Each budget of world_model_track.budgets is a
+    fresh world model trained on that many train frames for at most world_model_track.steps optimiser steps, the
+    best validated state kept; with several world_model_track.lrs the learning rate is chosen on validation at the
+    largest budget. metrics.jsonl gets one line per run, summary.json the figures per budget.
 
     \b
     Examples:
       wmbench world-model --backbone scratch --game Pong
-      wmbench world-model -b llm-lora -g Breakout --set backbone.model=smollm2-135m --set world_model_track.budgets=[800,1600]
+      wmbench world-model -b llm-full -g Breakout --set backbone.model=smollm2-135m --set world_model_track.input_scale=backbone
       wmbench world-model --resume runs/Pong/scratch/0-20260101-120000
 
     Exit codes: 0 done, 1 a failure while running, 2 bad input, 130 interrupted (resume with --resume).
@@ -67,9 +69,9 @@ def world_model(backbone, game, preset, tokenizer, seed, overrides, out, device,
         except KeyboardInterrupt:
             click.echo(f"interrupted; continue with: wmbench world-model --resume {run_dir.path}", err=True)
             sys.exit(130)
-    target = summary["frames_to_target"]
+    final = summary["final"]
     click.echo(
-        f"done: held-out next-token loss {summary['final']['heldout/loss/observations']:.4f} after {summary['env_steps']} "
-        f"frames; target {summary['target_loss']} reached {'after ' + str(target) + ' frames' if target else 'at no budget'}; "
-        f"{summary['wall_time_s']:.0f}s; summary in {run_dir.summary}"
+        f"done: held-out next-token loss {final['heldout/loss/observations']:.4f} after {summary['env_steps']} frames "
+        f"(copy-previous-frame reference {final['heldout/reference/copy/observations']:.4f}), learning rate "
+        f"{summary['lr']:g}; {summary['wall_time_s']:.0f}s; summary in {run_dir.summary}"
     )

@@ -149,23 +149,48 @@ class EvalConfig:
 
 @dataclass(frozen=True)
 class WorldModelTrackConfig:
-    """The world-model track: the tokenizer and world model alone, trained on growing prefixes of a fixed dataset
-    of real transitions, on the epoch schedule of ``training`` (``collect.steps_per_epoch`` new frames an epoch)."""
+    """The world-model track: the world model alone, on a fixed dataset of real transitions and a frozen tokenizer.
+
+    Each budget (frames of training data) is a fresh run of at most ``steps`` optimiser steps, the same for every
+    backbone; the state with the lowest validation loss is kept and measured on the held-out episodes."""
 
     dataset_steps: int = 100_000
-    """Real transitions collected once, by a uniform random policy, for the train and held-out parts together."""
+    """Real transitions collected once per game and seed, an equal share by each policy of ``policies``; split by
+    whole episodes into train, validation and held-out parts."""
+    policies: tuple[str, ...] = ("random", "sticky", "scripted")
+    """Behaviour policies of the dataset: random (uniform), sticky (a random action held for a while) and scripted
+    (a per-game script from the emulator's RAM, epsilon-greedy)."""
+    ood_steps: int = 0
+    """Transitions of the greedy script, a policy outside the mix, held out as an out-of-distribution set (0: none)."""
+    validation_fraction: float = 0.1
+    """Share of each policy's steps (whole episodes) kept for validation: early stopping and the learning rate."""
     heldout_fraction: float = 0.1
-    """Share of the dataset's steps held out: whole episodes, the last ones collected."""
+    """Share of each policy's steps held out (whole episodes, the last ones collected)."""
     budgets: tuple[int, ...] = (10_000, 20_000, 40_000, 80_000)
-    """Train frames seen at which held-out figures are recorded (multiples of collect.steps_per_epoch)."""
-    target_loss: float = 2.0
-    """Held-out next-token cross-entropy whose first crossing is reported as frames to target."""
+    """Train frames each run may use: the first ``budget`` steps of the train part, the policies interleaved."""
+    steps: int = 4000
+    """World-model optimiser steps of a run (at most), validated every training.world_model.steps_per_epoch."""
+    patience: int = 0
+    """Validations without improvement after which a run stops early (0: never); the best state is kept either way."""
+    lrs: tuple[float, ...] = ()
+    """Candidate learning rates, chosen by validation loss at the largest budget (empty: training.world_model.lr)."""
+    tokenizer_steps: int = 5000
+    """Steps of the frozen tokenizer, trained once per game, seed and tokenizer setup on the whole train part and
+    shared by every backbone (training.tokenizer's batch size, learning rate and clipping)."""
+    input_scale: str = "engine"
+    """Initial scale of the world model's own input tables: engine (std 0.02, as IRIS) or backbone (the RMS of the
+    backbone's own token table, where it has one: a pretrained LLM's inputs then look like its own embeddings)."""
     eval_segments: int = 64
-    """Held-out segments of world_model.max_blocks frames that losses and accuracies are averaged over."""
-    rollout_starts: int = 32
-    """Held-out frames that imagined rollouts start from (the held-out actions drive them)."""
+    """Validation windows of world_model.max_blocks frames (spread over the validation part); held-out and
+    out-of-distribution figures use every step of their episodes."""
+    rollout_starts: int = 128
+    """Held-out starts of imagined rollouts (the held-out actions drive them)."""
+    rollout_samples: int = 4
+    """Imagined rollouts per start (the world model samples)."""
+    rollout_burn_in: int = 4
+    """Real frames fed as context before imagining."""
     rollout_steps: tuple[int, ...] = (1, 5, 10)
-    """Imagined steps after which frame MSE and PSNR against the real frames are recorded."""
+    """Imagined steps after which frame MSE, PSNR and token accuracy against the real frames are recorded."""
 
 
 @dataclass(frozen=True)

@@ -327,75 +327,103 @@ def test_cli_compare_end_to_end(runs, tmp_path):
 # The world-model track and throughput CSVs -------------------------------------------------------------
 
 
-def write_wm_run(folder: Path, game: str, seed: int, pretrained: bool, drop: tuple[str, ...] = ()) -> Path:
-    """A finished world-model-track run folder: the loss falls with frames seen, faster when ``pretrained``."""
+SETUPS = {
+    "scratch": ("scratch", {}, 3.0),
+    "lora": ("llm-lora", {"model": "smollm2-135m", "pretrained": True}, 2.0),
+    "lora-random": ("llm-lora", {"model": "smollm2-135m", "pretrained": False}, 4.0),
+}
+"""Label -> backbone, options and the loss scale: held-out CE is scale / (budget index + 1) + 0.05 * seed, and the
+pretrained side also + 0.01 * seed (paired differences that vary by seed)."""
+
+
+def write_wm_run(folder: Path, game: str, seed: int, setup: str, drop: tuple[str, ...] = (), sha: str = "abc") -> Path:
+    """A finished world-model-track run folder of one of :data:`SETUPS`."""
     folder.mkdir(parents=True)
-    scale = 1.0 if pretrained else 2.0
+    backbone, options, scale = SETUPS[setup]
+    extra = 0.01 * seed if setup == "lora" else 0.0
     rows = [
-        {"env_steps": frames, "heldout/loss/observations": scale * 4.0 / (i + 1) + 0.1 * seed, "heldout/accuracy/rewards": 0.9,
-         "heldout/accuracy/ends": 0.8 + 0.1 * seed, "heldout/rollout_mse@1": 0.01, "heldout/rollout_psnr@1": 20.0 + i,
-         "heldout/rollout_psnr@10": 15.0 + i, "heldout/rollout_token_accuracy@10": 0.5 + 0.1 * i, "heldout/reconstruction_mse": 0.005}
+        {"env_steps": frames, "lr": 0.001, "steps_run": 60, "best_step": 40,
+         "heldout/loss/observations": scale / (i + 1) + 0.05 * seed + extra, "heldout/reference/copy/observations": 1.2,
+         "heldout/loss/observations_changed": 2 * scale / (i + 1), "ood/loss/observations": scale / (i + 1) + 0.5,
+         "heldout/rewards/balanced_accuracy": 0.5 + 0.1 * i, "heldout/ends/balanced_accuracy": 0.8 + 0.1 * seed,
+         "heldout/ends/precision": None, "heldout/rollout_psnr@1": 20.0 + i, "heldout/rollout_psnr@3": 15.0 + i,
+         "heldout/copy_psnr@3": 30.0, "heldout/rollout_token_accuracy@3": 0.5 + 0.1 * i, "heldout/imagined_frames_per_s": 10.0 * scale}
         for i, frames in enumerate((100, 200, 400))
     ]  # fmt: skip
-    target = 1.5
     summary = {
-        "schema_version": 1, "track": "world-model", "game": game, "backbone": "llm-lora", "tokenizer": "vqvae",
-        "preset": "smoke", "seed": seed, "budgets": [100, 200, 400], "per_budget": rows, "final": rows[-1],
-        "target_loss": target, "frames_to_target": next((r["env_steps"] for r in rows if r["heldout/loss/observations"] <= target), None),
+        "schema_version": 1, "track": "world-model", "game": game, "backbone": backbone, "tokenizer": "vqvae",
+        "preset": "smoke", "seed": seed, "budgets": [100, 200, 400], "per_budget": rows, "final": rows[-1], "lr": 0.001,
+        "frozen_tokenizer": {"sha256": f"{sha}{game}{seed}"}, "dataset": {"file": f"/cache/{game}-seed{seed}.pt"},
+        "parameters": {"world_model": {"total": 1000 * scale, "trainable": 100 * scale}}, "wall_time_s": 60.0 * scale,
+        "epochs": 4, "host": {"threads": 1}, "device": "cpu",
     }  # fmt: skip
     for key in drop:
         summary.pop(key)
     (folder / "summary.json").write_text(json.dumps(summary))
-    config = {
-        "game": game,
-        "seed": seed,
-        "backbone": {"name": "llm-lora", "options": {"model": "smollm2-135m", "pretrained": pretrained}},
-    }
+    config = {"game": game, "seed": seed, "backbone": {"name": backbone, "options": options}}
     (folder / "config.json").write_text(json.dumps(config))
     return folder
 
 
 def test_compare_world_model_runs(tmp_path):
-    folders = [write_wm_run(tmp_path / "wm" / f"{game}-{p}-{seed}", game, seed, p) for game in ("Pong", "Breakout")
-               for p in (True, False) for seed in (0, 1)]  # fmt: skip
-    report = compare(folders, tmp_path / "out", [], reps=100)
+    folders = [write_wm_run(tmp_path / "wm" / f"{game}-{setup}-{seed}", game, seed, setup) for game in ("Pong", "Breakout")
+               for setup in SETUPS for seed in (0, 1, 2)]  # fmt: skip
+    report = compare(folders, tmp_path / "out", [], reps=200)
     out = tmp_path / "out"
     text = report.read_text()
-    for name in (
-        "data_efficiency.csv",
-        "frames_to_target.csv",
-        "wm_heldout_loss.png",
-        "wm_rollout_psnr.png",
-        "wm_rollout_tokens.png",
-    ):
+    for name in ("data_efficiency.csv", "data_efficiency_aggregate.csv", "paired.csv", "paired.png",
+                 "frames_to_target.csv", "cost.csv", "wm_heldout_loss.png", "wm_ood_loss.png", "wm_rollout_psnr.png"):  # fmt: skip
         assert (out / name).is_file() and f"({name})" in text, name
     assert "# World-model track" in text and "# Agent track" not in text and not (out / "aggregates.csv").exists()
-    # The two setups differ only in backbone.options.pretrained: that names them.
+    # Outside a sweep, setups are named by their configs: the two LoRA setups differ only in pretrained.
     rows = _csv(out / "data_efficiency.csv")
-    assert {r["method"] for r in rows} == {"llm-lora[pretrained=true]", "llm-lora[pretrained=false]"}
-    row = next(
-        r
-        for r in rows
-        if r["method"] == "llm-lora[pretrained=false]" and r["game"] == "Pong" and r["env_steps"] == "200"
-    )
-    assert row["seeds"] == "2"
-    assert float(row["heldout/loss/observations mean"]) == pytest.approx(np.mean([4.0, 4.1]))
-    assert float(row["heldout/loss/observations std"]) == pytest.approx(np.std([4.0, 4.1], ddof=1))
-    assert float(row["heldout/accuracy/ends mean"]) == pytest.approx(0.85)
-    targets = {(r["method"], r["game"]): r for r in _csv(out / "frames_to_target.csv")}
-    # Pretrained: 4.0, 2.0, 1.33 (+0.1 per seed) -> both seeds reach 1.5 at 400 frames; the control never does.
-    pre = targets[("llm-lora[pretrained=true]", "Pong")]
-    assert (pre["reached"], float(pre["frames_to_target_mean"])) == ("2", 400.0)
-    assert targets[("llm-lora[pretrained=false]", "Pong")]["reached"] == "0" and "not reached" in text
-    curve = {(r["method"], r["game"], r["env_steps"]): r for r in _csv(out / "wm_rollout_psnr.csv")}
-    assert float(curve[("llm-lora[pretrained=true]", "Breakout", "400")]["mean"]) == pytest.approx(17.0)
-    assert "| token acc.@10 |" in (out / "data_efficiency.md").read_text().splitlines()[0]
+    lora, control = "llm-lora[pretrained=true]", "llm-lora[pretrained=false]"
+    assert {r["method"] for r in rows} == {"scratch", lora, control}
+    row = next(r for r in rows if r["method"] == control and r["game"] == "Pong" and r["env_steps"] == "200")
+    assert row["seeds"] == "3" and float(row["heldout/loss/observations mean"]) == pytest.approx(2.0 + 0.05)
+    paired = {(r["X"], r["Y"], r["frames"], r["figure"]): r for r in _csv(out / "paired.csv")}
+    # The pretraining control: X is the pretrained side; the difference (2 - 4) / 2 + 0.01 * seed, means over seeds.
+    pair = paired[(lora, control, "200", "heldout/loss/observations")]
+    assert pair["comparison"] == "backbone.options.pretrained: true vs false"
+    assert float(pair["difference"]) == pytest.approx(-1.0 + 0.01)
+    assert float(pair["low"]) >= -1.0 - 1e-9 and float(pair["high"]) <= -1.0 + 0.02 + 1e-9
+    assert float(pair["P(X better)"]) == 1.0 and pair["games"] == "2" and pair["seeds"] == "6"
+    assert (control, "scratch", "200", "heldout/loss/observations") in paired  # every setup against scratch
+    assert float(paired[(lora, control, "400", "heldout/rewards/balanced_accuracy")]["difference"]) == 0.0
+    # Frames to target: scratch's CE at 400 frames (1.0 + 0.05 mean over seeds); the pretrained side reaches it
+    # between 100 and 200 frames (interpolated in log frames), the control never does.
+    runs = {(r["method"], r["game"], r["seed"]): r for r in _csv(out / "frames_to_target_runs.csv")}
+    expected = 100 * 2 ** ((2.0 - 1.05) / (2.0 - 1.0))
+    assert float(runs[(lora, "Pong", "0")]["frames"]) == pytest.approx(expected)
+    assert runs[(control, "Pong", "0")]["frames"] == "inf" and float(runs[(control, "Pong", "0")]["counted"]) == 800
+    assert "> 400" in (out / "frames_to_target.md").read_text()
+    cost = {r["method"]: r for r in _csv(out / "cost.csv")}
+    assert float(cost["scratch"]["trainable"]) == 300 and float(cost[lora]["imagined_frames_per_s"]) == 20.0
+
+
+def test_world_model_runs_of_other_tokenizers_refused(tmp_path):
+    folders = [write_wm_run(tmp_path / "a", "Pong", 0, "scratch"), write_wm_run(tmp_path / "b", "Pong", 0, "lora", sha="x")]
+    with pytest.raises(WmbenchError, match=r"world-model runs of Pong seed 0 used different frozen tokenizers"):
+        compare(folders, tmp_path / "out", [], reps=100)
+
+
+def test_world_model_sweep_cells_take_the_benchmark_labels(tmp_path):
+    from wmbench.report.data_efficiency import labels_of
+    from wmbench.report.runs import load_run
+
+    sweep = tmp_path / "sweep"
+    cells = [("Pong-smollm2-lora-vqvae-s0", "smollm2-lora", "lora"), ("Pong-scratch-vqvae-s0", "scratch", "scratch")]
+    runs = [load_run(write_wm_run(sweep / "cells" / cell, "Pong", 0, setup)) for cell, _, setup in cells]
+    (sweep / "index.json").write_text(json.dumps({"cells": [{"id": c, "label": lab} for c, lab, _ in cells]}))
+    assert labels_of(runs) == ["smollm2-lora", "scratch"]
+    (sweep / "index.json").unlink()
+    assert labels_of(runs) == ["llm-lora", "scratch"]
 
 
 def test_compare_mixed_tracks_and_bench_csvs(runs, tmp_path):
     from wmbench.report.runs import find_bench_csvs
 
-    write_wm_run(runs / "wm" / "0", "Pong", 0, True)
+    write_wm_run(runs / "wm" / "0", "Pong", 0, "lora")
     cell = tmp_path / "sweep" / "cells" / "Pong-scratch-vqvae"
     cell.mkdir(parents=True)
     from wmbench.bench.results import COLUMNS
@@ -421,15 +449,15 @@ def test_compare_mixed_tracks_and_bench_csvs(runs, tmp_path):
     assert find_bench_csvs([tmp_path / "out"]) == []
 
 
-@pytest.mark.parametrize("drop", ["per_budget", "target_loss", "seed"])
+@pytest.mark.parametrize("drop", ["per_budget", "frozen_tokenizer", "seed"])
 def test_world_model_run_missing_field_names_folder(tmp_path, drop):
-    folder = write_wm_run(tmp_path / "wm", "Pong", 0, True, drop=(drop,))
+    folder = write_wm_run(tmp_path / "wm", "Pong", 0, "lora", drop=(drop,))
     with pytest.raises(WmbenchError, match=rf"run folder {folder}: summary.json has no field '{drop}'"):
         load_run(folder)
 
 
 def test_world_model_run_bad_budget_row_names_folder(tmp_path):
-    folder = write_wm_run(tmp_path / "wm", "Pong", 0, True)
+    folder = write_wm_run(tmp_path / "wm", "Pong", 0, "lora")
     summary = json.loads((folder / "summary.json").read_text())
     summary["per_budget"][1].pop("heldout/loss/observations")
     (folder / "summary.json").write_text(json.dumps(summary))

@@ -178,7 +178,7 @@ def compare(
     if agent:
         lines += _agent_sections(w, agent, baseline_names, reps, seed)
     if world_model:
-        lines += _data_efficiency_sections(w, world_model)
+        lines += _data_efficiency_sections(w, world_model, reps, seed)
     if bench is not None:
         w.text("bench.csv", bench.to_csv(index=False))
         text = markdown_table(out / "bench.csv")
@@ -247,57 +247,101 @@ def _agent_sections(w: _Writer, runs: list[Run], baseline_names: list[str], reps
     return lines
 
 
-def _data_efficiency_sections(w: _Writer, runs: list[Run]) -> list[str]:
-    """The world-model track: held-out figures per budget, frames to the target loss, and curves."""
+def _data_efficiency_sections(w: _Writer, runs: list[Run], reps: int, seed: int) -> list[str]:
+    """The world-model track: figures per budget and aggregated, paired comparisons, frames to target, cost, curves."""
     from wmbench.report import data_efficiency as de
 
-    labels = method_labels(runs)
+    de.check_shared_inputs(runs)
+    labels = de.labels_of(runs)
+    methods = list(dict.fromkeys(labels))
     long = de.long_table(runs, labels)
-    colours = plots.palette(list(dict.fromkeys(labels)))
-    table = de.budget_table(long)
-    targets = de.target_table(runs, labels)
+    colours = plots.palette(methods)
+    reference = next((m for m, r in zip(labels, runs) if r.summary["backbone"] == "scratch"), None)
+    seeds = ", ".join(map(str, sorted(long["seed"].unique())))
     lines = [
         "# World-model track",
         "",
-        f"{len(runs)} run folder(s): {len(set(labels))} backbone setup(s) ({', '.join(dict.fromkeys(labels))}) on "
-        f"{long['game'].nunique()} game(s), seeds {', '.join(map(str, sorted(long['seed'].unique())))}. The tokenizer and world "
-        "model alone, trained on growing prefixes of a fixed random-policy dataset per game and seed; every figure is "
-        "measured on held-out episodes of that dataset, at each budget of frames seen (equal data for every backbone).",
+        f"{len(runs)} run folder(s): {len(methods)} setup(s) ({', '.join(methods)}) on {long['game'].nunique()} "
+        f"game(s), seeds {seeds}. Per game and seed one dataset (a mix of behaviour policies, split by whole episodes "
+        "into train, validation and held-out parts, and an out-of-distribution part) and one frozen tokenizer, shared "
+        "by every setup (checked: same dataset file and tokenizer sha256). Each budget is a fresh world model trained "
+        "on that many frames for at most the same number of optimiser steps, its best validated state measured on the "
+        "held-out episodes. Cross-entropies (CE) in nats per token, lower is better.",
         "",
     ]
+    table = de.budget_table(long)
     lines += _section(
-        "Data efficiency",
-        "Per game and budget, mean ± std over seeds: held-out next-token cross-entropy (nats), reward-sign and "
-        "episode-end accuracy (also on the rewarded steps alone), the tokenizer's reconstruction MSE (the floor of "
-        "the rollout error), and for frames imagined k steps ahead, driven by the held-out actions, their PSNR "
-        "against the real frames and the share of their tokens equal to the real frames' tokens (the world model's "
-        "own error; both higher is better); every figure with its std in [data_efficiency.csv](data_efficiency.csv).",
+        "Per game and budget",
+        "Mean ± std over seeds: held-out CE, beside the copy-previous-frame and unigram references on the same tokens; "
+        "CE on frames without history (a window's first frame), with history, and on tokens that changed from the "
+        "previous frame; CE on the out-of-distribution episodes; balanced accuracy, precision and recall of the reward "
+        "and end heads over every held-out step; imagined rollouts after a real burn-in (PSNR and token accuracy) "
+        "beside copying the last real frame. Every figure: [data_efficiency.csv](data_efficiency.csv).",
         w.table("data_efficiency", table, de.budget_markdown(table, long)),
         len(table),
     )
+    agg = de.aggregate_table(long)
     lines += _section(
-        "Frames to target loss",
-        "Per game, the seeds whose held-out next-token loss reached the target at one of the budgets, the frames "
-        "they needed (mean ± std over those seeds; budgets are the resolution) and the loss at the last budget: "
-        "[frames_to_target.csv](frames_to_target.csv).",
+        "Aggregated over games",
+        "Per setup and budget, the mean over games of each game's mean over seeds: "
+        "[data_efficiency_aggregate.csv](data_efficiency_aggregate.csv).",
+        w.table("data_efficiency_aggregate", agg),
+        len(agg),
+    )
+    pairs = de.comparison_pairs(runs, labels)
+    paired = de.paired_table(long, pairs, reps, seed)
+    if len(paired):
+        shown = de.paired_markdown(paired)
+        lines += _section(
+            "Paired comparisons",
+            "Held-out CE of X minus Y, paired by game and seed (the same data and tokens), at each budget: the mean "
+            f"over games of the mean over seeds with a 95% bootstrap interval resampling seeds within games ({reps} "
+            "replications), and rliable's probability that a run of X beats a run of Y (0.5: no difference). Pairs: "
+            "each setup against each scratch setup, and setups whose configs differ in one key. Negative is better "
+            "for X. Every compared figure (CE with history, on changed tokens, out of distribution, reward and end "
+            "balanced accuracy, rollout PSNR): [paired.csv](paired.csv).",
+            w.table("paired", paired, shown),
+            len(shown),
+            w.figure("paired.png", plots.plot_paired(paired[paired["figure"] == de.OBS_LOSS],
+                                                     "Held-out CE, X − Y paired by seed (95% intervals)")),
+        )  # fmt: skip
+    per_run, targets = de.target_table(long, reference)
+    w.text("frames_to_target_runs.csv", per_run.to_csv(index=False))
+    what = f"`{reference}` at its largest budget" if reference else "the copy-previous-frame reference"
+    lines += _section(
+        "Frames to target",
+        f"Per game the target is the held-out CE of {what} (mean over seeds); per run, the frames at which its CE "
+        "reaches it, interpolated in log frames between budgets; never reached reads \"> largest budget\" and counts "
+        f"as {de.CENSORED:g}x the largest budget in the mean of log2 frames: [frames_to_target.csv](frames_to_target.csv), "
+        "[frames_to_target_runs.csv](frames_to_target_runs.csv).",
         w.table("frames_to_target", targets, de.target_markdown(targets)),
         len(targets),
     )
-    names = de.figure_names(long)
-    plotted = [(de.OBS_LOSS, "wm_heldout_loss", "next-token loss (nats)")]
-    for prefix, file, ylabel in (("heldout/rollout_psnr@", "wm_rollout_psnr", "PSNR (dB)"),
-                                 ("heldout/rollout_token_accuracy@", "wm_rollout_tokens", "token accuracy")):  # fmt: skip
-        longest = [n for n in names if n.startswith(prefix)][-1:]
-        plotted += [(n, file, ylabel) for n in longest]
+    cost = de.cost_table(runs, labels, long)
+    lines += _section(
+        "Cost",
+        "Per setup, means over its cells: world-model parameters (trainable and total), the learning rates chosen "
+        "(rate x cells), optimiser steps run and the best validated step, wall-clock per cell and per run (training, "
+        "validation and measures), threads and device, and imagined frames per second in the held-out rollouts: "
+        "[cost.csv](cost.csv).",
+        w.table("cost", cost),
+        len(cost),
+    )
+    psnr = de.longest_rollout(long)
+    plotted = [(de.OBS_LOSS, "wm_heldout_loss", "held-out CE (nats)"),
+               ("heldout/loss/observations_changed", "wm_changed_loss", "CE, changed tokens (nats)"),
+               ("ood/loss/observations", "wm_ood_loss", "out-of-distribution CE (nats)"),
+               (psnr, "wm_rollout_psnr", "PSNR (dB)")]  # fmt: skip
     for name, file, ylabel in plotted:
+        if not name or name not in long:
+            continue
         summary = tables.curve_summary(de.curve_long(long, name))
-        fig = plots.plot_curves(
-            summary, colours, ylabel, f"World-model track: {name} against frames seen (mean ± std over seeds)"
-        )
+        fig = plots.plot_curves(summary, colours, ylabel, f"World-model track: {name} (mean ± std over seeds)",
+                                logx=True, xlabel="frames of training data")  # fmt: skip
         lines += _section(
             f"Curves: {name}",
-            f"Per game, `{name}` against frames seen (the x axis reads environment steps), mean ± std over seeds "
-            f"per backbone: [{file}.csv]({file}.csv).",
+            f"Per game, `{name}` against frames of training data (log scale), mean ± std over seeds per setup: "
+            f"[{file}.csv]({file}.csv).",
             image=w.figure(f"{file}.png", fig),
         )
         w.text(f"{file}.csv", summary.to_csv(index=False))

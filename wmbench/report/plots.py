@@ -141,11 +141,11 @@ def plot_profiles(
     return fig
 
 
-def plot_curves(summary, colours: dict[str, Any], ylabel: str, title: str):
+def plot_curves(summary, colours: dict[str, Any], ylabel: str, title: str, logx: bool = False, xlabel: str = ""):
     """One panel per game: the mean over seeds per method against environment steps, ± one std.
 
     ``summary`` is :func:`wmbench.report.agent.curve_summary`'s table (drawn directly: seaborn's own aggregation is slow
-    with 26 panels).
+    with 26 panels); ``logx`` draws the steps on a log scale (budgets that double).
     """
     import seaborn as sns
 
@@ -172,17 +172,48 @@ def plot_curves(summary, colours: dict[str, Any], ylabel: str, title: str):
                 ax.fill_between(x, mean - std, mean + std, color=colours[method], alpha=0.2, lw=0)
             ax.set_title(game, fontsize=11)
             ax.tick_params(labelsize=9)
+            if logx:
+                ax.set_xscale("log")
+                ax.set_xticks(sorted(set(summary["env_steps"])))
+                ax.xaxis.set_minor_formatter(plt.NullFormatter())
             ax.xaxis.set_major_formatter(
                 plt.FuncFormatter(lambda v, _: f"{v / 1000:g}k" if abs(v) >= 1000 else f"{v:g}")
             )
         for ax in axes.flat[len(games) :]:
             ax.set_visible(False)
         for ax in axes[-1]:
-            ax.set_xlabel("environment steps")
+            ax.set_xlabel(xlabel or "environment steps")
         for ax in axes[:, 0]:
             ax.set_ylabel(ylabel)
         handles = [plt.Line2D([], [], color=colours[m], lw=2, marker="o", ms=4) for m in methods]
         # The title rides on the legend: constrained layout stacks a suptitle and an outside legend on top of each other.
         fig.legend(handles, methods, loc="outside upper center", ncol=min(len(methods), 6), frameon=False, fontsize=10,
                    title=title, title_fontsize=12)  # fmt: skip
+    return fig
+
+
+def plot_paired(table, title: str):
+    """Paired differences X - Y per comparison, one panel per budget: the mean as a tick over its 95% interval,
+    zero (no difference) marked."""
+    import seaborn as sns
+
+    plt = _pyplot()
+    budgets = sorted(set(table["frames"]))
+    names = list(dict.fromkeys(f"{x} − {y}" for x, y in zip(table["X"], table["Y"])))
+    with sns.axes_style("whitegrid"):
+        fig, axes = plt.subplots(1, len(budgets), figsize=(3.6 * len(budgets) + 2.5, 0.38 * len(names) + 1.6),
+                                 sharey=True, squeeze=False)  # fmt: skip
+        for ax, budget in zip(axes[0], budgets):
+            rows = table[table["frames"] == budget]
+            for row in rows.itertuples(index=False):
+                i = names.index(f"{row.X} − {row.Y}")
+                ax.plot([row.low, row.high], [i, i], color="tab:blue", lw=5, alpha=0.45, solid_capstyle="butt")
+                ax.plot([row.difference] * 2, [i - 0.3, i + 0.3], color="black", lw=1.5)
+            ax.axvline(0.0, color="grey", ls="--", lw=1)
+            ax.set_title(f"{budget:,} frames", fontsize=11)
+            ax.set_xlabel("difference (nats)")
+        axes[0][0].set_yticks(range(len(names)), names, fontsize=9)
+        axes[0][0].set_ylim(len(names) - 0.5, -0.5)
+        fig.suptitle(title, fontsize=12)
+        fig.tight_layout()
     return fig

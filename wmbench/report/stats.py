@@ -136,6 +136,22 @@ def probability_of_improvement(x: np.ndarray, y: np.ndarray, reps: int = REPS, s
     return _intervals({"poi": [x, y]}, func, reps, seed)["poi"][0]
 
 
+def paired_difference(diffs: Mapping[str, Sequence[float]], reps: int = REPS, seed: int = 0) -> Interval:
+    """The mean over games of each game's mean paired difference (one per seed), with a 95% percentile interval from
+    a bootstrap that resamples the seeds of each game (stratified over games). With one seed per game there is no
+    spread to resample: the interval is the point. Few seeds give few distinct resamples (3 seeds: 10 per game),
+    so the interval is coarse."""
+    rng = np.random.default_rng(seed)
+    point = float(np.mean([np.mean(v) for v in diffs.values()]))
+    boot = np.zeros(reps)
+    for values in diffs.values():
+        d = np.asarray(values, dtype=np.float64)
+        boot += d[rng.integers(0, len(d), (reps, len(d)))].mean(axis=1)
+    boot /= len(diffs)
+    low, high = np.percentile(boot, [2.5, 97.5])
+    return Interval(point, float(low), float(high))
+
+
 def run_score_distribution(matrix: np.ndarray, taus: np.ndarray) -> np.ndarray:
     """The fraction of all scores above each tau (rliable's ``score_distributions``, vectorised)."""
     return (matrix.reshape(-1, 1) > np.asarray(taus).reshape(1, -1)).mean(axis=0)

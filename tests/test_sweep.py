@@ -144,9 +144,9 @@ def test_bad_benchmark_names_file_and_entry(tmp_path, top, backbones, message):
 
 
 def test_world_model_budgets_checked_before_running(tmp_path):
-    path = benchmark(tmp_path, SCRATCH, track="world-model", more=("world_model_track.budgets=[30, 60]",))
+    path = benchmark(tmp_path, SCRATCH, track="world-model", more=("world_model_track.budgets=[60, 30]",))
     with pytest.raises(
-        WmbenchError, match=r"backbones\[0\] \(scratch\): world_model_track.budgets must be increasing multiples"
+        WmbenchError, match=r"backbones\[0\] \(scratch\): world_model_track.budgets must be increasing positive"
     ):
         load_benchmark(path)
 

@@ -1,4 +1,4 @@
-"""Built-in wmbench plugin: vqvae, the IRIS VQ autoencoder tokenizer.
+"""Built-in wmbench plugin: vqvae, the IRIS VQ autoencoder tokenizer, and patch-kmeans, a codebook of raw pixel patches.
 
 Light at import: the model (and torch) load in :func:`build`; torchvision only when LPIPS is used.
 """
@@ -13,6 +13,7 @@ from wmbench.hookspecs import hookimpl
 if TYPE_CHECKING:
     from wmbench.plugins import Register
 
+    from .patch_kmeans import PatchKMeansTokenizer
     from .tokenizer import VQVAETokenizer
 
 
@@ -51,6 +52,25 @@ def build(options: VQVAEOptions, frame_size: int) -> VQVAETokenizer:
     return VQVAETokenizer(options, frame_size)
 
 
+@dataclass(frozen=True)
+class PatchKMeansOptions:
+    """Options of the ``patch-kmeans`` tokenizer."""
+
+    vocab_size: int = 64
+    """Codebook entries, i.e. distinct token ids."""
+    patch_size: int = 8
+    """Side of a patch in pixels: (frame size / patch_size)**2 tokens per frame."""
+    restart_after: int = 20
+    """Training batches an entry may win no patch before it restarts at the worst-fitted patch of a batch."""
+
+
+def build_patch_kmeans(options: PatchKMeansOptions, frame_size: int) -> PatchKMeansTokenizer:
+    """The tokenizer for square RGB frames of ``frame_size`` pixels per side."""
+    from .patch_kmeans import PatchKMeansTokenizer
+
+    return PatchKMeansTokenizer(options, frame_size)
+
+
 @hookimpl
 def wmbench_register_tokenizers(register: Register) -> None:
     register(
@@ -58,4 +78,10 @@ def wmbench_register_tokenizers(register: Register) -> None:
         build,
         options=VQVAEOptions,
         summary="IRIS VQ autoencoder (taming-style conv encoder/decoder, L2 codebook, L1 + commitment + optional LPIPS)",
+    )
+    register(
+        "patch-kmeans",
+        build_patch_kmeans,
+        options=PatchKMeansOptions,
+        summary="codebook of raw pixel patches fitted by online k-means, idle entries restarted at rare patches",
     )

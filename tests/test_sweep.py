@@ -63,9 +63,17 @@ def test_shipped_benchmarks_are_valid():
     atari = load_benchmark(BENCHMARKS / "atari100k.toml")
     assert (atari.preset, len(atari.games), atari.seeds) == ("iris", 26, (0, 1, 2, 3, 4))
     assert len({c.id for c in cells(atari)}) == 130
-    wm = load_benchmark(BENCHMARKS / "wm-efficiency.toml")
+    wm = load_benchmark(BENCHMARKS / "llm-data-efficiency.toml")
     assert wm.track == "world-model" and len(wm.games) >= 3 and len(wm.seeds) >= 3
-    assert [b.label for b in wm.backbones] == ["scratch", "smollm2-lora", "smollm2-lora-random"]
+    labels = [b.label for b in wm.backbones]
+    assert {"scratch-matched", "smollm2-full", "smollm2-full-random"} <= set(labels)
+    controls = load_benchmark(BENCHMARKS / "llm-data-efficiency-controls.toml")
+    assert {b.label for b in controls.backbones} >= {"smollm2-lora", "smollm2-lora-random"}
+    pilot = load_benchmark(BENCHMARKS / "llm-data-efficiency-pilot.toml")
+    # the controls and the pilot share the main file's settings: their cells pair with its cells (the pilot's are its)
+    assert controls.overrides == wm.overrides == pilot.overrides and set(controls.games) <= set(wm.games)
+    by_id = {c.id: c for c in cells(wm)}
+    assert all(by_id[c.id] == c for c in cells(pilot))
 
 
 def test_cell_ids_and_commands(tmp_path):

@@ -402,7 +402,10 @@ def test_compare_world_model_runs(tmp_path):
 
 
 def test_world_model_runs_of_other_tokenizers_refused(tmp_path):
-    folders = [write_wm_run(tmp_path / "a", "Pong", 0, "scratch"), write_wm_run(tmp_path / "b", "Pong", 0, "lora", sha="x")]
+    folders = [
+        write_wm_run(tmp_path / "a", "Pong", 0, "scratch"),
+        write_wm_run(tmp_path / "b", "Pong", 0, "lora", sha="x"),
+    ]
     with pytest.raises(WmbenchError, match=r"world-model runs of Pong seed 0 used different frozen tokenizers"):
         compare(folders, tmp_path / "out", [], reps=100)
 

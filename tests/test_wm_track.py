@@ -37,7 +37,9 @@ def cache(tmp_path, monkeypatch):
 
 def episode(length: int, start: int = 0) -> Episode:
     return Episode(
-        frames=torch.arange(start, start + length, dtype=torch.uint8)[:, None, None, None].expand(length, 3, 2, 2).clone(),
+        frames=torch.arange(start, start + length, dtype=torch.uint8)[:, None, None, None]
+        .expand(length, 3, 2, 2)
+        .clone(),
         actions=torch.zeros(length, dtype=torch.long),
         rewards=torch.zeros(length),
         ends=torch.arange(length) == length - 1,
@@ -105,7 +107,12 @@ def test_references_and_classification():
     )
     pred, label = torch.tensor([1, 1, 2, 1, 0]), torch.tensor([1, 1, 2, 2, 1])
     figures = heldout._classification(pred, label, lambda x: x != 1)
-    assert figures == {"balanced_accuracy": pytest.approx((2 / 3 + 1 / 2) / 2), "precision": 0.5, "recall": 0.5, "count": 2}
+    assert figures == {
+        "balanced_accuracy": pytest.approx((2 / 3 + 1 / 2) / 2),
+        "precision": 0.5,
+        "recall": 0.5,
+        "count": 2,
+    }
     assert heldout._classification(torch.tensor([0, 0]), torch.tensor([0, 0]), lambda x: x == 1)["recall"] is None
 
 
@@ -151,7 +158,11 @@ def test_track_end_to_end_and_resume(registry, tmp_path, monkeypatch):
         assert all(np.isfinite(v) for v in groups.values()) and np.isfinite(row["ood/loss/observations"])
         share = row["heldout/share/changed"]
         assert groups["history"] == pytest.approx(share * groups["changed"] + (1 - share) * groups["unchanged"])
-        assert min(groups["no_history"], groups["history"]) <= row[OBS_LOSS] <= max(groups["no_history"], groups["history"])
+        assert (
+            min(groups["no_history"], groups["history"])
+            <= row[OBS_LOSS]
+            <= max(groups["no_history"], groups["history"])
+        )
         assert 0 < row["heldout/share/changed"] < 1 and 0 <= row["heldout/rewards/balanced_accuracy"] <= 1
         assert row["heldout/copy_token_accuracy@1"] > 0.5 and row["heldout/rollout/samples"] == 2
         assert row["heldout/imagined_frames_per_s"] > 0 and np.isfinite(row["heldout/rollout_psnr@2"])
@@ -174,7 +185,9 @@ def test_input_tables_take_the_backbone_scale(registry, tmp_path, monkeypatch):
     backbone = track.fresh_agent().world_model.transformer
     table = backbone.model.get_input_embeddings().weight
     assert token_table_rms(backbone) == pytest.approx(table.pow(2).mean().sqrt().item())
-    plain = cfg.resolve("smoke", "Breakout", 0, "vqvae", "scratch", [*TINY, "world_model_track.input_scale=backbone"], registry)
+    plain = cfg.resolve(
+        "smoke", "Breakout", 0, "vqvae", "scratch", [*TINY, "world_model_track.input_scale=backbone"], registry
+    )
     with pytest.raises(WmbenchError, match="has no token table of its own"):
         WorldModelTrack(plain, RunDir(tmp_path / "plain"), registry, log=lambda *_: None).fresh_agent()
     monkeypatch.setattr(world_model, "token_table_rms", lambda backbone: 0.5)  # as a pretrained table's scale
@@ -186,10 +199,16 @@ def test_input_tables_take_the_backbone_scale(registry, tmp_path, monkeypatch):
     "override, message",
     [
         ("world_model_track.budgets=[180,60]", "budgets must be increasing positive frame counts"),
-        ("world_model_track.steps=5", r"steps must be a positive multiple of training.world_model.steps_per_epoch \(2\)"),
+        (
+            "world_model_track.steps=5",
+            r"steps must be a positive multiple of training.world_model.steps_per_epoch \(2\)",
+        ),
         ("world_model_track.heldout_fraction=0.95", "below 1 together"),
         ("world_model_track.input_scale=llm", "input_scale must be one of engine, backbone"),
-        ("world_model_track.rollout_burn_in=8", r"rollout_burn_in must be at least 1 and below world_model.max_blocks \(8\)"),
+        (
+            "world_model_track.rollout_burn_in=8",
+            r"rollout_burn_in must be at least 1 and below world_model.max_blocks \(8\)",
+        ),
         ("world_model_track.lrs=[0.001,0.001]", "lrs must be distinct positive learning rates"),
     ],
 )
@@ -199,7 +218,9 @@ def test_bad_settings_refused(registry, override, message):
 
 
 def test_budgets_beyond_the_train_part_are_refused(registry, tmp_path):
-    config = cfg.resolve("smoke", "Breakout", 0, "vqvae", "scratch", [*TINY, "world_model_track.budgets=[60,880]"], registry)
+    config = cfg.resolve(
+        "smoke", "Breakout", 0, "vqvae", "scratch", [*TINY, "world_model_track.budgets=[60,880]"], registry
+    )
     with pytest.raises(WmbenchError, match=r"budgets go up to 880 frames, but the train part of the dataset holds \d+"):
         WorldModelTrack(config, RunDir(tmp_path / "run"), registry)
 

@@ -311,7 +311,7 @@ def _data_efficiency_sections(w: _Writer, runs: list[Run], reps: int, seed: int)
     lines += _section(
         "Frames to target",
         f"Per game the target is the held-out CE of {what} (mean over seeds); per run, the frames at which its CE "
-        "reaches it, interpolated in log frames between budgets; never reached reads \"> largest budget\" and counts "
+        'reaches it, interpolated in log frames between budgets; never reached reads "> largest budget" and counts '
         f"as {de.CENSORED:g}x the largest budget in the mean of log2 frames: [frames_to_target.csv](frames_to_target.csv), "
         "[frames_to_target_runs.csv](frames_to_target_runs.csv).",
         w.table("frames_to_target", targets, de.target_markdown(targets)),

@@ -232,7 +232,9 @@ def comparison_pairs(runs: Sequence[Any], labels: Sequence[str]) -> list[tuple[s
             if len(differ) == 1:
                 key = differ[0]
                 first, second = (y, x) if key == "backbone.pretrained" and configs[y].get(key) else (x, y)
-                pairs[(first, second)] = f"{key}: {_value(configs[first].get(key))} vs {_value(configs[second].get(key))}"
+                pairs[(first, second)] = (
+                    f"{key}: {_value(configs[first].get(key))} vs {_value(configs[second].get(key))}"
+                )
     for ref in (lab for lab in order if backbone[lab] == "scratch"):
         for x in order:
             if x != ref and (x, ref) not in pairs and (ref, x) not in pairs:

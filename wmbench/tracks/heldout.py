@@ -136,7 +136,9 @@ def losses(
         for head in heads:
             head_logits, head_labels = out[head]
             kept = head_labels != -100
-            sums[f"loss/{head}"] += F.cross_entropy(head_logits[kept].float(), head_labels[kept], reduction="sum").item()
+            sums[f"loss/{head}"] += F.cross_entropy(
+                head_logits[kept].float(), head_labels[kept], reduction="sum"
+            ).item()
             heads[head][0].append(head_logits[kept].argmax(-1).cpu())
             heads[head][1].append(head_labels[kept].cpu())
     figures: dict[str, float | None] = {}
@@ -149,7 +151,9 @@ def losses(
             figures[f"{prefix}/reference/{ref}/observations" + ("" if name == "all" else f"_{name}")] = (
                 sums[f"{ref}/{name}"] / count if count else None
             )
-    figures[f"{prefix}/share/changed"] = sums["count/changed"] / sums["count/history"] if sums["count/history"] else None
+    figures[f"{prefix}/share/changed"] = (
+        sums["count/changed"] / sums["count/history"] if sums["count/history"] else None
+    )
     rare = {"rewards": lambda x: x != 1, "ends": lambda x: x == 1}  # reward class 1 is a zero reward
     for head, (pred, label) in heads.items():
         p, y = torch.cat(pred), torch.cat(label)

@@ -180,10 +180,14 @@ class WorldModelTrack:
         best, best_state, best_step, step, stale, curve = math.inf, None, 0, 0, 0, []
         while step < w.steps:
             wm.train()
-            for _ in t.progress.track(range(per_epoch), f"{budget} frames, lr {lr:g}: steps {step + 1}-{step + per_epoch}"):
+            for _ in t.progress.track(
+                range(per_epoch), f"{budget} frames, lr {lr:g}: steps {step + 1}-{step + per_epoch}"
+            ):
                 batch = {k: v.to(t.device) for k, v in store.sample(batch_size, wm.max_blocks, True, rng).items()}
                 with t.autocast():
-                    losses = wm.losses(batch["frames"], batch["actions"], batch["rewards"], batch["ends"], batch["mask"])
+                    losses = wm.losses(
+                        batch["frames"], batch["actions"], batch["rewards"], batch["ends"], batch["mask"]
+                    )
                 optimizer_step(optimizer, losses.total, params.values(), c.training.world_model.grad_clip)
             step += per_epoch
             loss = self.validation_loss()

@@ -85,7 +85,7 @@ def test_disabled_plugins_do_not_load(monkeypatch):
 
 
 @pytest.mark.parametrize("source, problem", [
-    (BROKEN, "failed to load (ModuleNotFoundError: No module named 'wmbench_no_such_dependency')"),
+    (BROKEN, "failed to load (ModuleNotFoundError: No module named 'wmbench_no_such_dependency', at {site}/wmbench_t_broken.py:1)"),
     (HALF, "failed in wmbench_register_backbones (RuntimeError: half way)"),
     (MISSPELT, "does not fit the wmbench hooks"),
 ])  # fmt: skip
@@ -93,7 +93,7 @@ def test_a_broken_plugin_is_recorded_and_named(site, source, problem):
     add_package(site, "wmbench-t-broken", "0.3", {"broken": "wmbench_t_broken"}, {"wmbench_t_broken": source})
     reg = Registry(*plugin_manager())
     (line,) = reg.problems
-    assert line.startswith(f"plugin 'broken' from package 'wmbench-t-broken' {problem}"), line
+    assert line.startswith(f"plugin 'broken' from package 'wmbench-t-broken' {problem.format(site=site)}"), line
     assert line.endswith("; disable it with WMBENCH_DISABLE_PLUGINS=broken") and "\n" not in line
     assert reg.plugins["broken"].status == "failed" and reg.plugins["broken"].problem == line
     assert "half-a" not in reg.names("backbone") and not reg.manager.has_plugin("broken")  # nothing of it is kept
@@ -152,6 +152,8 @@ def test_help_and_plugins_work_beside_a_broken_plugin(tmp_path):
         "status": "loaded",
         "hooks": ["wmbench_add_commands"],
         "problem": None,
+        "warning": None,
+        "traceback": None,
     }
 
     done = wmbench("describe", site=site)  # a command that uses the plugins fails with the one line

@@ -19,10 +19,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from wmbench import files
+from wmbench import files, lock
 from wmbench.benchmark import TRACKS, Benchmark, Cell, cells, command, partial_csv
 from wmbench.errors import WmbenchError
 from wmbench.executors.base import ENDED, Executor, Task
+from wmbench.rundir import LOCK
 
 INDEX_FIELDS = (
     "id", "status", "action", "game", "backbone", "label", "tokenizer", "seed", "duration_s", "returncode",
@@ -74,7 +75,7 @@ class Sweep:
             tuple(command(self.bench, cell, folder, True)) if resumable else (), folder,
             pending_log=self.out / "logs" / f"{cell.id}.log", record=self.out / "jobs" / f"{cell.id}.json",
             threads=self.executor.threads(), make_folder=not resumable,
-            rename=None if resumable else (partial_csv(folder), self.result(folder)),
+            rename=None if resumable else (partial_csv(folder), self.result(folder)), result=self.result(folder),
         )  # fmt: skip
 
     def check_folder(self) -> None:
@@ -91,7 +92,7 @@ class Sweep:
                     f"{self.out} was made for another benchmark definition ({made_for.get('file')}, name "
                     f"{(made_for.get('definition') or {}).get('name')!r}); choose another --out"
                 )
-        elif self.out.exists() and (not self.out.is_dir() or any(self.out.iterdir())):
+        elif self.out.exists() and (not self.out.is_dir() or any(p.name != LOCK for p in self.out.iterdir())):
             raise WmbenchError(f"{self.out} is not empty and holds no sweep (no benchmark.json); choose another --out")
 
     def plan(self) -> list[tuple[Cell, str]]:
@@ -107,9 +108,14 @@ class Sweep:
 
     def run(self) -> list[dict[str, Any]]:
         """Hand every cell not finished (nor queued or running already) to the executor and follow them to their
-        end; returns the index rows."""
+        end; returns the index rows. One sweep writes a sweep folder at a time (a second is refused, naming the pid
+        of the first)."""
         self.check_folder()
         self.executor.check()
+        with lock.hold(self.out / LOCK, f"sweep folder {self.out}"):
+            return self._run()
+
+    def _run(self) -> list[dict[str, Any]]:
         files.write_json(
             self.out / "benchmark.json", {"file": str(self.bench.path), "definition": self.bench.definition()}
         )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from wmbench.cli.options import CONTEXT
+from wmbench.cli.options import CONTEXT, SEED
 from wmbench.report.baselines import DEFAULT
 
 
@@ -22,7 +22,7 @@ from wmbench.report.baselines import DEFAULT
     help=f"Published method to show beside the runs (repeatable; default: {', '.join(DEFAULT)}; 'none' for none).",
 )
 @click.option("--reps", default=2000, show_default=True, type=click.IntRange(min=100), help="Bootstrap replications.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the bootstrap.")
+@click.option("--seed", default=0, show_default=True, type=SEED, help="Seed of the bootstrap.")
 def compare(run_dirs: tuple[Path, ...], out: Path, baselines: tuple[str, ...], reps: int, seed: int) -> None:
     """Compare finished runs: tables, aggregates with bootstrap intervals, plots and a report.md.
 

@@ -36,7 +36,8 @@ def list_(what, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def plugins(as_json):
     """List the installed plugins: name, distribution, version, status (loaded, disabled or failed, with the
-    problem) and the hooks each implements. Works when a plugin is broken."""
+    problem) and the hooks each implements, with a warning for a plugin that implements none. Works when a plugin
+    is broken."""
     from dataclasses import asdict
 
     from wmbench.plugins import load
@@ -47,5 +48,7 @@ def plugins(as_json):
         return
     width = max((len(r["name"]) for r in rows), default=0)
     for r in rows:
-        state = f"hooks: {', '.join(r['hooks'])}" if r["status"] == "loaded" else r["problem"] or r["status"]
+        state = f"hooks: {', '.join(r['hooks']) or 'none'}" if r["status"] == "loaded" else r["problem"] or r["status"]
+        if r["warning"]:
+            state = f"{state}  warning: {r['warning']}"
         click.echo(f"{r['name']:<{width}}  {r['distribution']} {r['version'] or '-'}  {state}")

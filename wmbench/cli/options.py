@@ -8,9 +8,12 @@ from pathlib import Path
 
 import click
 
+from wmbench.config.build import SEED_LIMIT
 from wmbench.errors import WmbenchError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+SEED = click.IntRange(0, SEED_LIMIT)
+"""Seeds: 0 to 2**32 - 1."""
 
 
 def echo_json(data) -> None:
@@ -74,7 +77,7 @@ def run_options(f):
             "--preset", "-p", default="smoke", show_default=True, help="Config preset (wmbench list presets)."
         ),
         click.option("--tokenizer", "-t", default="vqvae", show_default=True, help="Tokenizer id."),
-        click.option("--seed", "-s", default=0, show_default=True, type=int),
+        click.option("--seed", "-s", default=0, show_default=True, type=SEED),
         click.option(
             "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config field (repeatable)."
         ),

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from wmbench.cli.options import CONTEXT
+from wmbench.cli.options import CONTEXT, SEED
 from wmbench.errors import WmbenchError
 from wmbench.play import session as sessions
 
@@ -99,7 +99,7 @@ def has_display() -> bool:
     help="Rebuild the world model's memory from the current frame every N steps (0: only when full).",
 )
 @click.option("--fps", type=click.IntRange(min=1), default=15, show_default=True, help="Starting speed.")
-@click.option("--seed", "-s", default=0, show_default=True, type=int)
+@click.option("--seed", "-s", default=0, show_default=True, type=SEED)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--save-mode", is_flag=True, help="Record every episode; at its end ask (y/n) whether to keep it.")
 @click.option("--headless", is_flag=True, help="No window: render the views to a video file.")

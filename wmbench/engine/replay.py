@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from wmbench import files
+from wmbench.errors import WmbenchError
 
 
 @dataclass
@@ -78,7 +79,15 @@ class ReplayStore:
             raise ValueError("a store without a folder has nothing to load")
         self.episodes = []
         for index in range(num_episodes):
-            data = files.load_torch(self.folder / f"{index:06d}.pt")
+            path = self.folder / f"{index:06d}.pt"
+            data = files.load_torch(path, what="replay file")
+            names = {f.name for f in fields(Episode)}
+            if (
+                not isinstance(data, dict)
+                or set(data) != names
+                or not all(isinstance(v, torch.Tensor) for v in data.values())
+            ):
+                raise WmbenchError(f"replay file {path} is not an episode (tensors {', '.join(sorted(names))})")
             self.episodes.append(Episode(**data))
         if self.episodes:
             last = self.episodes[-1]

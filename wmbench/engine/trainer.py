@@ -85,6 +85,7 @@ class Trainer:
         self.rng = np.random.default_rng(config.seed)
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
         self.game = registry.game(config.game)
+        self.provenance = {kind: registry.provenance(kind, getattr(config, kind).name) for kind in Registry.KINDS}
         self.num_actions = self.game.num_actions()
         self.agent: Agent = build_agent(config, registry, self.num_actions).to(self.device)
         t = config.training
@@ -390,6 +391,7 @@ class Trainer:
             "parameters": self.agent.parameter_counts(),
             "backbone_info": self.agent.world_model.transformer.describe(),
             "tokenizer_info": self.agent.tokenizer.describe(),
+            "plugins": self.provenance,
             "peak_memory": peak_memory_mb(self.device),
             "device": str(self.device),
             "bf16": c.bf16,

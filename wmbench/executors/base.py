@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wmbench import files
+from wmbench import files, lock
 from wmbench.errors import WmbenchError
 
 QUEUED, RUNNING, ENDED = "queued", "running", "ended"
@@ -54,6 +54,8 @@ class Task:
     """Create the folder before a fresh run (``wmbench bench`` writes its CSV into it)."""
     rename: tuple[Path, Path] | None = None
     """A file renamed on success (``throughput.partial.csv`` to ``throughput.csv``)."""
+    result: Path | None = None
+    """The file whose presence means the cell finished (its ``summary.json``)."""
 
     @property
     def resumes(self) -> bool:
@@ -86,6 +88,7 @@ class Task:
             threads=int(data["threads"]),
             make_folder=bool(data["make_folder"]),
             rename=rename,
+            result=Path(data["result"]) if data.get("result") else None,
             **paths,
         )  # type: ignore[arg-type]
 
@@ -103,8 +106,21 @@ def _die_with_parent() -> None:
 def run_task(task: Task, started: typing.Callable[[subprocess.Popen], None] | None = None) -> int:
     """Run one cell to its end on this machine; returns its exit code and writes its exit record.
 
-    SIGINT and SIGTERM are passed on to the cell (``wmbench run`` then stops after the epoch's checkpoint);
-    ``started`` receives the process (so an executor can stop it on preemption)."""
+    One job of a cell runs at a time: a job of an earlier sweep that is still running it (its sweep killed before it
+    recorded the job) is waited for, then the cell is skipped if that job finished it, or resumed from its
+    checkpoint. SIGINT and SIGTERM are passed on to the cell (``wmbench run`` then stops after the epoch's
+    checkpoint); ``started`` receives the process (so an executor can stop it on preemption)."""
+    job_lock = lock.acquire(task.record.with_suffix(".lock"), f"cell {task.cell}", wait=True)
+    try:
+        if task.result is not None and task.result.is_file():
+            files.write_json(task.record, {"returncode": 0, "duration_s": 0.0})
+            return 0
+        return _run(task.resumed(), started)
+    finally:
+        os.close(job_lock)
+
+
+def _run(task: Task, started: typing.Callable[[subprocess.Popen], None] | None) -> int:
     task.record.unlink(missing_ok=True)
     if not task.resumes and task.folder.exists():  # an earlier attempt that died before its first checkpoint
         shutil.rmtree(task.folder)

@@ -226,7 +226,7 @@ def load_episodes(run_path: Path, source: str, size: int) -> list[Episode]:
     """Episodes of a run folder: ``train`` (replay/), ``test`` or ``imagined`` (media/ videos), ``recordings``."""
     if source == "train":
         paths = sorted((run_path / "replay").glob("*.pt"))
-        data = [files.load_torch(p) for p in paths]
+        data = [files.load_torch(p, what="replay file") for p in paths]
         episodes = [
             Episode(
                 f"train {p.stem}", d["frames"].permute(0, 2, 3, 1).numpy(), d["actions"].numpy(), d["rewards"].numpy()

@@ -84,8 +84,13 @@ class WorldModelTrack:
         return self.trainer.agent
 
     def resume(self) -> str:
-        """Continue from the checkpoint of the last budget reached; returns a line saying from where."""
+        """Continue from the checkpoint of the last budget reached (or start over, when stopped before the first);
+        returns a line saying from where."""
         t = self.trainer
+        if not self.run.last_checkpoint.exists():
+            self.run.truncate_metrics(0)
+            self.run.remove_partial_writes()
+            return f"{self.run.path} has no checkpoint yet: starting it over from the first budget"
         t.load_checkpoint()
         return f"resumed {self.run.path} after {t.env_steps} frames seen (epoch {t.epoch})"
 

@@ -84,11 +84,12 @@ class RunDir:
             yield
 
     def create(self, config: dict[str, Any]) -> None:
-        """Make a new run folder (see :meth:`check_new`) and write its config."""
+        """Make a new run folder (see :meth:`check_new`) and write its config first: a process killed before that
+        leaves a folder that counts as empty, one killed after it a run that ``--resume`` starts over."""
         self.check_new()
+        files.write_json(self.config, config)
         for folder in (self.checkpoints, self.replay, self.media):
             folder.mkdir(parents=True, exist_ok=True)
-        files.write_json(self.config, config)
 
     def read_config(self) -> dict[str, Any]:
         if not self.config.is_file():
@@ -126,13 +127,11 @@ class RunDir:
             records.append(record)
         return records
 
-    def truncate_metrics(self, last_epoch: int) -> None:
-        """Keep the lines of epochs up to ``last_epoch`` (those a checkpoint covers), atomically."""
-        kept = [r for r in self.read_metrics() if r.get("epoch", 0) <= last_epoch]
+    def roll_back(self, epoch: int) -> None:
+        """Keep what the checkpoint of ``epoch`` covers: its metrics lines (rewritten atomically, a torn last line
+        dropped), and no temporary file of an atomic write a kill interrupted (the real files are intact)."""
+        kept = [r for r in self.read_metrics() if r.get("epoch", 0) <= epoch]
         files.write_bytes(self.metrics, "".join(json.dumps(r) + "\n" for r in kept).encode())
-
-    def remove_partial_writes(self) -> None:
-        """Delete the temporary files of atomic writes that a kill interrupted (the real files are intact)."""
         for tmp in self.path.rglob(".*.tmp"):
             tmp.unlink()
 

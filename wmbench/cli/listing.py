@@ -37,12 +37,16 @@ def list_(what, as_json):
 def plugins(as_json):
     """List the installed plugins: name, distribution, version, status (loaded, disabled or failed, with the
     problem) and the hooks each implements, with a warning for a plugin that implements none. Works when a plugin
-    is broken."""
+    is broken; with wmbench --debug, a plugin that failed to import shows its traceback."""
     from dataclasses import asdict
 
+    from wmbench.errors import debugging
     from wmbench.plugins import load
 
     rows = [{**asdict(p), "hooks": list(p.hooks)} for p in sorted(load().plugins.values(), key=lambda p: p.name)]
+    for row in rows:
+        if row["traceback"] and debugging():
+            click.echo(f"plugin {row['name']!r}: {row['traceback'].rstrip()}", err=True)
     if as_json:
         echo_json(rows)
         return

@@ -89,11 +89,15 @@ class ReplayStore:
             ):
                 raise WmbenchError(f"replay file {path} is not an episode (tensors {', '.join(sorted(names))})")
             self.episodes.append(Episode(**data))
-        if self.episodes:
+        if self.episodes and len(self.episodes[-1]) < last_length:
+            raise WmbenchError(
+                f"replay file {path} holds {len(self.episodes[-1])} steps, fewer than the {last_length} the checkpoint counts"
+            )
+        if self.episodes and len(self.episodes[-1]) > last_length:
             last = self.episodes[-1]
             self.put(num_episodes - 1, Episode(*(getattr(last, f.name)[:last_length] for f in fields(last))))
         for path in sorted(self.folder.glob("*.pt")):
-            if int(path.stem) >= num_episodes:
+            if path.stem.isdigit() and int(path.stem) >= num_episodes:
                 path.unlink()
 
     def _episode_probabilities(self) -> np.ndarray:

@@ -88,10 +88,10 @@ class WorldModelTrack:
         returns a line saying from where."""
         t = self.trainer
         if not self.run.last_checkpoint.exists():
-            self.run.truncate_metrics(0)
-            self.run.remove_partial_writes()
+            self.run.roll_back(0)
             return f"{self.run.path} has no checkpoint yet: starting it over from the first budget"
         t.load_checkpoint()
+        self.run.roll_back(t.epoch)
         return f"resumed {self.run.path} after {t.env_steps} frames seen (epoch {t.epoch})"
 
     def fit(self) -> dict[str, Any]:

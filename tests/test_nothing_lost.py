@@ -76,20 +76,22 @@ def _finish(args: list[str], output: Path, env: dict[str, str]) -> None:
     assert child.wait() == 0, output.read_text()[-3000:]
 
 
-@pytest.fixture(scope="module")
-def run_reference(tmp_path_factory, env):
-    folder = tmp_path_factory.mktemp("reference") / "run"
-    child = spawn([*RUN, "--out", str(folder)], folder.parent / "output.txt", env)
+def _reference(tmp_path_factory, command: list[str], env: dict[str, str]):
+    """A command run to its end without a kill: its folder, and its child's phase reports."""
+    folder = tmp_path_factory.mktemp("reference") / "out"
+    child = spawn([*command, "--out", str(folder)], folder.parent / "output.txt", env)
     assert child.wait() == 0, (folder.parent / "output.txt").read_text()[-3000:]
     return folder, child
+
+
+@pytest.fixture(scope="module")
+def run_reference(tmp_path_factory, env):
+    return _reference(tmp_path_factory, RUN, env)
 
 
 @pytest.fixture(scope="module")
 def wm_reference(tmp_path_factory, env):
-    folder = tmp_path_factory.mktemp("wm-reference") / "run"
-    child = spawn([*WORLD_MODEL, "--out", str(folder)], folder.parent / "output.txt", env)
-    assert child.wait() == 0, (folder.parent / "output.txt").read_text()[-3000:]
-    return folder, child
+    return _reference(tmp_path_factory, WORLD_MODEL, env)
 
 
 def _run_trial(seed, phase, command, resume, reference, tmp_path, env) -> Trial:
@@ -159,10 +161,7 @@ def sweep_file(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def sweep_reference(tmp_path_factory, sweep_file, env):
-    out = tmp_path_factory.mktemp("sweep-reference") / "sweep"
-    child = spawn(["sweep", str(sweep_file), "--out", str(out), "--jobs", "2"], out.parent / "output.txt", env)
-    assert child.wait() == 0, (out.parent / "output.txt").read_text()[-3000:]
-    return out, child
+    return _reference(tmp_path_factory, ["sweep", str(sweep_file), "--jobs", "2"], env)
 
 
 def _cells_now(out: Path) -> str:

@@ -37,12 +37,7 @@ BATCH, REPEATS = 8, 5
 @click.option("--bf16", is_flag=True, help="bf16 autocast for every measured pass.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config field (repeatable).")
 @click.option(
-    "--repeats",
-    "-r",
-    default=REPEATS,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Timed repeats of each measure.",
+    "--repeats", "-r", default=REPEATS, show_default=True, type=click.IntRange(1), help="Timed repeats per measure."
 )
 @click.option("--csv", "csv_path", type=click.Path(path_type=Path), help="Append the rows to this CSV.")
 @click.option(

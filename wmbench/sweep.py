@@ -217,7 +217,7 @@ class Sweep:
         row = {**row, "returncode": returncode, "job_state": word, "duration_s": duration}
         if returncode == 0 and self.result(task.folder).is_file():
             return {**row, "status": "finished", "error": ""}
-        log = task.folder / "log.txt" if (task.folder / "log.txt").is_file() else task.pending_log
+        log = RunDir(task.folder).log_file if RunDir(task.folder).log_file.is_file() else task.pending_log
         text = log.read_text(errors="replace") if log.is_file() else ""
         if returncode is None:
             error = (f"the job ended without an exit code ({self.executor.name} job state {word}: "
@@ -233,7 +233,7 @@ class Sweep:
         return {
             "id": cell.id, "status": status, "action": action, "game": cell.game, "backbone": cell.backbone,
             "label": cell.label, "tokenizer": cell.tokenizer, "seed": cell.seed, "duration_s": None, "returncode": None,
-            "folder": str(folder), "log": str(folder / "log.txt"), "error": "", "executor": self.executor.name,
+            "folder": str(folder), "log": str(RunDir(folder).log_file), "error": "", "executor": self.executor.name,
             "job_id": "", "job_state": "", "job_log": "", "submitted_at": None,
             "command": self.task(cell, "run").command(),
         }  # fmt: skip

@@ -19,6 +19,7 @@ from wmbench.engine.agent import Agent
 from wmbench.engine.backbone import Cache
 from wmbench.engine.imagination import DreamEnv, sample
 from wmbench.errors import WmbenchError
+from wmbench.rundir import RunDir
 
 MODES = ("agent", "human", "dream", "dream-agent", "replay")
 """agent / human: the real game; dream / dream-agent: inside the world model; replay: saved episodes."""
@@ -234,7 +235,7 @@ def load_episodes(run_path: Path, source: str, size: int) -> list[Episode]:
             for p, d in zip(paths, data)
         ]
     elif source == "recordings":
-        paths = sorted((run_path / "media" / "recordings").glob("*.npz"))
+        paths = sorted(RunDir(run_path).recordings.glob("*.npz"))
         episodes = []
         for p in paths:
             with np.load(p) as d:
@@ -244,7 +245,7 @@ def load_episodes(run_path: Path, source: str, size: int) -> list[Episode]:
     else:
         import imageio.v3 as iio
 
-        paths = sorted(p for p in (run_path / "media").glob(f"{source}_*") if p.suffix in (".mp4", ".gif"))
+        paths = sorted(p for p in RunDir(run_path).media.glob(f"{source}_*") if p.suffix in (".mp4", ".gif"))
         episodes = []
         for p in paths:
             frames = np.asarray(iio.imread(p, index=None))[..., :3]

@@ -51,7 +51,7 @@ def to_image(frames: torch.Tensor) -> np.ndarray:
 
 def to_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:
     """``uint8 [H, W, 3]`` as a batch of one ``[1, 3, H, W]`` in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(image)).to(device).permute(2, 0, 1)[None].float().div(255)
+    return torch.tensor(image, device=device).permute(2, 0, 1)[None].float().div(255)  # a copy: frames may be read-only
 
 
 def original_frame(env, obs: np.ndarray) -> np.ndarray:

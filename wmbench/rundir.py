@@ -50,6 +50,10 @@ class RunDir:
         self.replay = self.path / "replay"
         self.media = self.path / "media"
         self.lock = self.path / LOCK
+        self.log_file = self.path / "log.txt"
+        """The output of a cell that a sweep ran here."""
+        self.recordings = self.media / "recordings"
+        """Segments recorded by ``wmbench play``."""
 
     @property
     def last_checkpoint(self) -> Path:

@@ -46,6 +46,18 @@ def cell_config(
     )
 
 
+def open_run(run_dir, config, progress, resume) -> None:
+    """Inside the run folder's lock: continue the run (``resume()`` says from where) or, with ``resume`` None,
+    create the folder and write its config."""
+    from wmbench import config as cfg
+
+    if resume is not None:
+        progress.log(resume())
+    else:
+        run_dir.create(cfg.to_dict(config))
+        progress.log(f"run folder: {run_dir.path}")
+
+
 def default_out(game: str, backbone: str, seed: int) -> Path:
     return Path("runs") / game / backbone / f"{seed}-{time.strftime('%Y%m%d-%H%M%S')}"
 

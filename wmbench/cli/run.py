@@ -15,6 +15,7 @@ from wmbench.cli.options import (
     default_out,
     echo_json,
     init_options,
+    open_run,
     quiet_option,
     registry,
     run_options,
@@ -95,13 +96,9 @@ def run(
                        f"{run_dir.path}; nothing written")  # fmt: skip
             return
         with run_dir.writer():
-            if resume:
-                progress.log(trainer.resume())
-            else:
-                run_dir.create(cfg.to_dict(config))
-                progress.log(f"run folder: {run_dir.path}")
-                if config.init:
-                    progress.log(f"loaded {', '.join(config.init_parts)} from {config.init}")
+            open_run(run_dir, config, progress, trainer.resume if resume else None)
+            if config.init and not resume:
+                progress.log(f"loaded {', '.join(config.init_parts)} from {config.init}")
             _stop_after_epoch_on_signal(trainer)
             summary = _fit(trainer, run_dir)
     click.echo(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from wmbench.cli.options import CONTEXT, SEED, cell_config, default_out, quiet_option, registry
+from wmbench.cli.options import CONTEXT, SEED, cell_config, default_out, open_run, quiet_option, registry
 from wmbench.errors import os_error_line
 
 
@@ -58,11 +58,7 @@ def world_model(backbone, game, preset, tokenizer, seed, overrides, out, device,
             run_dir.check_new()
         track = WorldModelTrack(config, run_dir, registry(), progress=progress)  # checks settings and data first
         with run_dir.writer():
-            if resume:
-                progress.log(track.resume())
-            else:
-                run_dir.create(cfg.to_dict(config))
-                progress.log(f"run folder: {run_dir.path}")
+            open_run(run_dir, config, progress, track.resume if resume else None)
             try:
                 summary = track.fit()
             except OSError as exc:

@@ -68,7 +68,7 @@ def _aggregate_sections(
     import pandas as pd
 
     if not scores.matrices:
-        skipped = "Skipped: no game is covered by every backbone."
+        skipped = "Skipped: no game with a normalised score is covered by every backbone (and the published baselines shown): see the notes."
         titles = ("Aggregate human-normalised scores", "Probability of improvement", "Performance profiles")
         return [line for t in titles for line in _section(t, skipped)]
     agg = tables.aggregate_table(scores, reps, seed)

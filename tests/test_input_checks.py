@@ -98,6 +98,13 @@ def test_seeds_at_the_limits_resolve(registry):
         cfg.resolve("smoke", "Catcher", -1, "vqvae", "scratch", [], registry)
 
 
+def test_the_integer_limit_is_for_integers(registry):
+    """A float far beyond any int (a grad clip of 1e10: clipping off) is a float's business, finite is enough."""
+    sets = ["training.world_model.grad_clip=1e10", "world_model_track.target_loss=3e9"]
+    config = cfg.resolve("smoke", "Catcher", 0, "vqvae", "scratch", sets, registry)
+    assert (config.training.world_model.grad_clip, config.world_model_track.target_loss) == (1e10, 3e9)
+
+
 def test_debug_shows_the_traceback_of_a_one_line_error(monkeypatch):
     args = ["run", "--game", "Catcher", "--set", "tokenizer.vocab_size=0"]
     for extra, env, traced in (([], "", False), (["--debug"], "", True), ([], "1", True)):

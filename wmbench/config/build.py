@@ -101,7 +101,7 @@ def _check_range(key: str, value: Any, path: str) -> None:
     numbers = [v for v in (value if isinstance(value, tuple) else (value,)) if type(v) in (int, float)]
     rules = [RANGES[key]] if key in RANGES else []
     if key != "seed":
-        rules.append((f"between {-INT_LIMIT:,} and {INT_LIMIT:,}", lambda v: abs(v) <= INT_LIMIT))
+        rules.append((f"between {-INT_LIMIT:,} and {INT_LIMIT:,}", lambda v: type(v) is float or abs(v) <= INT_LIMIT))
     for words, ok in rules:
         if not all(ok(v) for v in numbers):
             raise WmbenchError(f"{path} must be {words}, got {list(value) if isinstance(value, tuple) else value!r}")

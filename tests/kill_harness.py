@@ -218,23 +218,28 @@ def aim(seed: int, phase: str, reference: Child) -> tuple[int, float]:
 def kill(child: Child, phase: str, occurrence: int, delay: float, timeout: float = 600) -> float:
     """SIGKILL the child ``delay`` seconds after the begin of the ``occurrence``-th call of ``phase`` (occurrence
     -1: ``delay`` seconds after it started); returns the instant (monotonic clock)."""
-    deadline = time.monotonic() + timeout
-    seen = 0
-    while True:
+
+    def target() -> float | None:
         if occurrence < 0:
-            target = child.started + delay
-        else:
-            begins = [stamp for stamp, what, name in child.events if what == "begin" and name == phase]
-            seen = len(begins)
-            target = begins[occurrence] + delay if seen > occurrence else None
-        now = time.monotonic()
-        if target is not None and now >= target:
+            return child.started + delay
+        begins = [stamp for stamp, what, name in child.events if what == "begin" and name == phase]
+        return begins[occurrence] + delay if len(begins) > occurrence else None
+
+    return kill_at(child, target, f"call {occurrence + 1} of {phase}", timeout)
+
+
+def kill_at(child: Child, target, what: str, timeout: float = 600) -> float:
+    """SIGKILL the child at the instant ``target()`` names once it names one (None: not yet known; polled as the
+    child reports); returns the instant (monotonic clock). ``what`` the instant is, for the error if it never comes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        at, now = target(), time.monotonic()
+        if at is not None and now >= at:
             break
-        wait = 0.05 if target is None else max(0.0, min(0.05, target - now))
-        if not child.read(wait):
-            raise AssertionError(f"the child ended before the kill ({seen} {phase} calls seen)")
+        if not child.read(0.05 if at is None else max(0.0, min(0.05, at - now))):
+            raise AssertionError(f"the child ended before the kill ({what})")
         if now > deadline:
-            raise TimeoutError("no kill instant reached")
+            raise TimeoutError(f"no kill instant reached ({what})")
     instant = time.monotonic()
     os.kill(child.pid, signal.SIGKILL)
     assert child.wait() == -signal.SIGKILL

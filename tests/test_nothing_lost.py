@@ -6,7 +6,7 @@ And writes that fail (an I/O error, a full disk, a read-only folder) stop a run 
 at its last checkpoint, and it resumes to the same end once the cause is gone.
 
 Each trial is chosen by its seed (see :mod:`kill_harness`); the slow suite runs 10 trials of each command, the
-default suite a few. ``WMBENCH_KILL_TABLE=FILE`` appends each slow test's table of trials to FILE.
+default suite one of each. ``WMBENCH_KILL_TABLE=FILE`` appends each test's table of trials to FILE.
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ import errno
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 import torch
-from kill_harness import TABLE_HEAD, Trial, aim, check_whole, fail_fsync, kill, same_run, spawn
+from kill_harness import TABLE_HEAD, Trial, aim, check_whole, fail_fsync, kill, kill_at, same_run, spawn
 
 from wmbench.rundir import RunDir
 
@@ -164,10 +165,13 @@ def sweep_reference(tmp_path_factory, sweep_file, env):
     return _reference(tmp_path_factory, ["sweep", str(sweep_file), "--jobs", "2"], env)
 
 
-def _cells_now(out: Path) -> str:
+CELLS = ("Catcher-scratch-vqvae-s0", "Catcher-scratch-vqvae-s1")
+
+
+def _cells_now(out: Path, cells=CELLS) -> str:
     """What each cell of a sweep has done, just after the sweep process was killed (its cells go on)."""
     states = []
-    for cell in ("Catcher-scratch-vqvae-s0", "Catcher-scratch-vqvae-s1"):
+    for cell in cells:
         folder = out / "cells" / cell
         lines = len(RunDir(folder).read_metrics())
         state = "done" if (folder / "summary.json").exists() else f"{lines} epoch(s) done" if lines else "starting"
@@ -175,9 +179,9 @@ def _cells_now(out: Path) -> str:
     return ", ".join(states)
 
 
-def _check_sweep(out: Path, reference: Path) -> list[str]:
-    """Every cell finished exactly once (one 'done' line in its log), equal to the reference's, and the index
-    (JSON and CSV alike) saying so."""
+def _check_sweep(out: Path, reference_of) -> list[str]:
+    """Every cell finished exactly once (one 'done' line in its log), equal to its reference (``reference_of(id)``),
+    and the index (JSON and CSV alike) saying so."""
     problems = []
     index = json.loads((out / "index.json").read_text())
     with open(out / "index.csv", newline="") as f:
@@ -192,8 +196,26 @@ def _check_sweep(out: Path, reference: Path) -> list[str]:
         if done != 1:
             problems.append(f"{row['id']} finished {done} times")
         check_whole(folder)
-        problems += [f"{row['id']} {d}" for d in same_run(folder, reference / "cells" / row["id"])]
+        problems += [f"{row['id']} {d}" for d in same_run(folder, reference_of(row["id"]))]
     return problems
+
+
+def test_sweep_killed_while_its_cell_runs_then_rerun_finishes_it_once(tmp_path, run_reference, env):
+    """The default suite's sweep trial: a sweep of one cell (the run above), its process killed as soon as the cell
+    has logged its first epoch (the cell goes on), then run again: the cell ends once, equal to the run."""
+    path = tmp_path / "one.toml"
+    path.write_text(BENCHMARK.format(config=json.dumps(CONFIG)).replace("seeds = [0, 1]", "seeds = [0]"))
+    out, output = tmp_path / "sweep", tmp_path / "output.txt"
+    command = ["sweep", str(path), "--out", str(out)]
+    cell = RunDir(out / "cells" / CELLS[0])
+    child = spawn(command, output, env)
+    instant = kill_at(child, lambda: time.monotonic() if cell.read_metrics() else None, "the cell's first epoch")
+    trial = Trial(0, "the cell's first epoch logged", instant - child.started,
+                  f"{child.phase_at(instant)}; cells: {_cells_now(out, CELLS[:1])}")  # fmt: skip
+    _finish(command, output, env)
+    problems = _check_sweep(out, lambda _: run_reference[0])
+    trial.equal, trial.note = not problems, "; ".join(problems)
+    _report("wmbench sweep (default suite)", [trial])
 
 
 @pytest.mark.slow
@@ -211,7 +233,7 @@ def test_sweep_killed_at_ten_random_instants_then_rerun_finishes_every_cell_once
         trial = Trial(seed, phase if occurrence < 0 else f"{phase} #{occurrence + 1}", instant - child.started,
                       f"{child.phase_at(instant)}; cells: {_cells_now(out)}")  # fmt: skip
         _finish([*command, "--out", str(out)], output, env)
-        problems = _check_sweep(out, reference)
+        problems = _check_sweep(out, lambda cell: reference / "cells" / cell)
         trial.equal, trial.note = not problems, "; ".join(problems)
         trials.append(trial)
     _report("wmbench sweep (the sweep process killed, then rerun; 2 cells, 2 at a time)", trials)

@@ -2,12 +2,13 @@
 both (with and without decoding), and ALE's steps/s, in alternating rounds; the ratios are taken per round.
 
 Both world models are built from the same seed (the same tokenizer and backbone weights; the parallel one adds its
-query embeddings) and driven as the trainer drives them (:class:`DreamEnv` inside the backbone's ``rollout()``),
-each round one cycle from a reset on real Breakout frames until the cache is rebuilt (19 steps at the iris preset),
-as ``wmbench bench`` times imagination. The issue's goals, on this CPU:
+query embeddings) and driven as the trainer drives them (:class:`DreamEnv` inside the backbone's ``rollout()``, under
+bf16 autocast with ``--set bf16=true``), each round one cycle from a reset on real Breakout frames until the cache is
+rebuilt (19 steps at the iris preset), as ``wmbench bench`` times imagination. The issue's goals, on this CPU:
 
     OMP_NUM_THREADS=2 python benchmarks/parallel_imagination.py --preset iris --batch 8 --rounds 5
-    OMP_NUM_THREADS=2 python benchmarks/parallel_imagination.py --preset iris --backbone llm-lora --rounds 3
+    OMP_NUM_THREADS=2 python benchmarks/parallel_imagination.py --preset iris --backbone llm-lora --rounds 3 \
+        --set backbone.model=smollm2-135m
     OMP_NUM_THREADS=2 python benchmarks/parallel_imagination.py --preset fast --batch 64 --rounds 5
 
 (the llm-* backbones run SmolLM2-135M: ``wmbench models fetch smollm2-135m`` first). ``--json PATH`` writes every
@@ -17,6 +18,7 @@ round's figures, the ratios and the CPU's model name.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import statistics
@@ -81,13 +83,19 @@ def main() -> None:
         dreams[name] = DreamEnv(agent.tokenizer, agent.world_model, torch.Generator().manual_seed(0))
     frames = args.batch * cycle_steps(dreams["sequential"].world_model)
 
+    def rollout(dream: DreamEnv) -> contextlib.ExitStack:
+        """The trainer's context for imagination: its autocast (``--set bf16=true``), the backbone's rollout()."""
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16))
+        stack.enter_context(dream.world_model.transformer.rollout())
+        return stack
+
     def fps(name: str, decode: bool) -> float:
-        dream = dreams[name]
-        with dream.world_model.transformer.rollout():
-            return frames / sum(imagine_cycle(dream, first, actions, decode, timer))
+        with rollout(dreams[name]):
+            return frames / sum(imagine_cycle(dreams[name], first, actions, decode, timer))
 
     for name in VARIANTS:  # warm-up: one step each
-        with dreams[name].world_model.transformer.rollout():
+        with rollout(dreams[name]):
             dreams[name].reset(first)
             dreams[name].step(actions)
     rounds = []

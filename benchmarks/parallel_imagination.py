@@ -8,7 +8,7 @@ rebuilt (19 steps at the iris preset), as ``wmbench bench`` times imagination. T
 
     OMP_NUM_THREADS=2 python benchmarks/parallel_imagination.py --preset iris --batch 8 --rounds 5
     OMP_NUM_THREADS=2 python benchmarks/parallel_imagination.py --preset iris --backbone llm-lora --rounds 3 \
-        --set backbone.model=smollm2-135m
+        --set backbone.model=smollm2-135m --no-decode
     OMP_NUM_THREADS=2 python benchmarks/parallel_imagination.py --preset fast --batch 64 --rounds 5
 
 (the llm-* backbones run SmolLM2-135M: ``wmbench models fetch smollm2-135m`` first). ``--json PATH`` writes every
@@ -62,6 +62,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="KEY=VALUE, for both")
+    parser.add_argument("--no-decode", action="store_true", help="imagination without decoding only")
     parser.add_argument("--json", type=Path, help="write every round's figures here")
     args = parser.parse_args()
 
@@ -102,7 +103,7 @@ def main() -> None:
     for r in range(args.rounds):
         order = VARIANTS if r % 2 == 0 else VARIANTS[::-1]  # alternate who goes first
         figures = {"ale_steps_per_s": steps / ale_rollout(config, steps, seed=1 + r)[0]}
-        for decode in (False, True):
+        for decode in (False,) if args.no_decode else (False, True):
             for name in order:
                 figures[f"{name}{'' if decode else '_no_decode'}"] = fps(name, decode)
         rounds.append(figures)
@@ -110,11 +111,12 @@ def main() -> None:
 
     ratios = {
         "parallel / sequential, no decoding": [f["parallel_no_decode"] / f["sequential_no_decode"] for f in rounds],
-        "parallel / sequential, with decoding": [f["parallel"] / f["sequential"] for f in rounds],
         "parallel / ALE, no decoding": [f["parallel_no_decode"] / f["ale_steps_per_s"] for f in rounds],
-        "parallel / ALE, with decoding": [f["parallel"] / f["ale_steps_per_s"] for f in rounds],
-        "sequential / ALE, with decoding": [f["sequential"] / f["ale_steps_per_s"] for f in rounds],
     }
+    if not args.no_decode:
+        ratios["parallel / sequential, with decoding"] = [f["parallel"] / f["sequential"] for f in rounds]
+        ratios["parallel / ALE, with decoding"] = [f["parallel"] / f["ale_steps_per_s"] for f in rounds]
+        ratios["sequential / ALE, with decoding"] = [f["sequential"] / f["ale_steps_per_s"] for f in rounds]
     summary = {k: quartiles(v) for k, v in ratios.items()}
     for key, (median, p25, p75) in summary.items():
         print(f"{key}: {median:.2f}x [{p25:.2f}, {p75:.2f}]")

@@ -6,13 +6,13 @@ query embeddings) and driven as the trainer drives them (:class:`DreamEnv` insid
 bf16 autocast with ``--set bf16=true``), each round one cycle from a reset on real Breakout frames until the cache is
 rebuilt (19 steps at the iris preset), as ``wmbench bench`` times imagination. The issue's goals, on this CPU:
 
-    OMP_NUM_THREADS=2 python benchmarks/parallel_imagination.py --preset iris --batch 8 --rounds 5
-    OMP_NUM_THREADS=2 python benchmarks/parallel_imagination.py --preset iris --backbone llm-lora --rounds 3 \
+    OMP_NUM_THREADS=1 python benchmarks/parallel_imagination.py --preset iris --batch 8 --rounds 5
+    OMP_NUM_THREADS=1 python benchmarks/parallel_imagination.py --preset iris --backbone llm-lora --rounds 3 \
         --set backbone.model=smollm2-135m --no-decode
-    OMP_NUM_THREADS=2 python benchmarks/parallel_imagination.py --preset fast --batch 64 --rounds 5
+    OMP_NUM_THREADS=1 python benchmarks/parallel_imagination.py --preset fast --batch 64 --rounds 5
 
-(the llm-* backbones run SmolLM2-135M: ``wmbench models fetch smollm2-135m`` first). ``--json PATH`` writes every
-round's figures, the ratios and the CPU's model name.
+(the llm-* backbones run SmolLM2-135M: ``wmbench models fetch smollm2-135m`` first;
+``--set backbone.dtype=bfloat16`` loads its weights in bf16). ``--json PATH`` writes every round's figures, the ratios, the CPU's model name and the host's load.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -99,7 +100,7 @@ def main() -> None:
         with rollout(dreams[name]):
             dreams[name].reset(first)
             dreams[name].step(actions)
-    rounds = []
+    rounds, load_before = [], os.getloadavg()[0]
     for r in range(args.rounds):
         order = VARIANTS if r % 2 == 0 else VARIANTS[::-1]  # alternate who goes first
         figures = {"ale_steps_per_s": steps / ale_rollout(config, steps, seed=1 + r)[0]}
@@ -125,6 +126,7 @@ def main() -> None:
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "cpu": cpu_model(),
             "threads": torch.get_num_threads(),
+            "load_average": [load_before, os.getloadavg()[0]],  # the host's 1-minute load, before and after
             "preset": args.preset,
             "backbone": args.backbone,
             "game": args.game,

@@ -11,8 +11,9 @@ rebuilt (19 steps at the iris preset), as ``wmbench bench`` times imagination. T
         --set backbone.model=smollm2-135m --no-decode
     OMP_NUM_THREADS=1 python benchmarks/parallel_imagination.py --preset fast --batch 64 --rounds 5
 
-(the llm-* backbones run SmolLM2-135M: ``wmbench models fetch smollm2-135m`` first;
-``--set backbone.dtype=bfloat16`` loads its weights in bf16). ``--json PATH`` writes every round's figures, the ratios, the CPU's model name and the host's load.
+(the llm-* backbones run SmolLM2-135M: ``wmbench models fetch smollm2-135m`` first; ``--set backbone.dtype=bfloat16``
+loads its weights in bf16). ``--json PATH`` writes every round's figures, the ratios, the CPU's model name and the
+host's load.
 """
 
 from __future__ import annotations

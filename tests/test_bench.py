@@ -71,6 +71,20 @@ def test_rows_are_well_formed(measured):
     assert by_measure["context_growth"]["unit"] == "ratio"
 
 
+def test_parallel_prediction_benches_beside_the_sequential(tmp_path):
+    """The option is a setup's override: its rows sit beside the sequential ones, every measure taken."""
+    path = tmp_path / "throughput.csv"
+    for parallel in ("false", "true"):
+        result = bench("--preset", "smoke", "--game", "Pong", "--batch", "2", "--repeats", "1", *TINY,
+                       "--set", f"world_model.parallel={parallel}", "--csv", str(path))  # fmt: skip
+        assert result.exit_code == 0, result.output
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    by_option = {o: {r["measure"] for r in rows if r["overrides"].endswith(f"world_model.parallel={o}")}
+                 for o in ("false", "true")}  # fmt: skip
+    assert by_option == {"false": MEASURES, "true": MEASURES}
+
+
 def test_rows_are_appended_and_a_foreign_csv_is_refused(measured, tmp_path):
     path, printed = measured
     copy = tmp_path / "throughput.csv"
@@ -168,7 +182,7 @@ def test_suite_overrides_come_before_each_setups_own(tmp_path):
 
 @pytest.mark.parametrize(
     "name, presets, count",
-    [("throughput.toml", {"smoke", "iris", "fast"}, 16), ("throughput-smoke.toml", {"smoke", "fast"}, 10)],
+    [("throughput.toml", {"smoke", "iris", "fast"}, 24), ("throughput-smoke.toml", {"smoke", "fast"}, 10)],
 )
 def test_the_shipped_suites_resolve(registry, name, presets, count):
     from wmbench import config as cfg

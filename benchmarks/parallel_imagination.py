@@ -18,38 +18,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import statistics
-import subprocess
 import time
 from pathlib import Path
 
 import torch
 
 from wmbench import config as cfg
-from wmbench.bench.measure import ALE_STEPS, Timer, ale_rollout, cycle_steps, imagine_cycle
+from wmbench.bench.measure import ALE_STEPS, Timer, ale_rollout, cycle_steps, imagine_cycle, processor, quartiles
 from wmbench.engine.agent import build_agent
 from wmbench.engine.imagination import DreamEnv
 from wmbench.plugins import registry
 
 VARIANTS = ("sequential", "parallel")
-
-
-def cpu_model() -> str:
-    """``lscpu``'s model name (the processor's name elsewhere)."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return platform.processor()
-    return next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")), "")
-
-
-def quartiles(values: list[float]) -> list[float]:
-    """Median, 25th and 75th percentiles."""
-    if len(values) == 1:
-        return values * 3
-    p25, p50, p75 = statistics.quantiles(values, n=4, method="inclusive")
-    return [p50, p25, p75]
 
 
 def main() -> None:
@@ -113,7 +93,7 @@ def main() -> None:
     if args.json:
         record = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "cpu": cpu_model(),
+            "cpu": processor(torch.device("cpu")),
             "threads": torch.get_num_threads(),
             "preset": args.preset,
             "backbone": args.backbone,

@@ -78,8 +78,8 @@ class HFFixedCache:
         return HFFixedCache(past, len(index), self.position.clone())
 
     def drop(self, n: int) -> None:
-        if n:
-            self.past.crop(-n)
+        for layer in self.past.layers:  # each layer's own counter (a device tensor once it holds keys)
+            layer.cumulative_length -= n
         self.position -= n
 
     def clear(self) -> None:

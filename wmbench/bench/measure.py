@@ -58,11 +58,32 @@ class Row:
     """Frames per unit of the figure, for ``ratio_to_ale`` (0: no ratio)."""
 
     def quantiles(self) -> tuple[float, float, float]:
-        values = sorted(self.times)
-        if len(values) == 1:
-            return values[0], values[0], values[0]
-        p25, p50, p75 = statistics.quantiles(values, n=4, method="inclusive")
-        return p50, p25, p75
+        return quartiles(self.times)
+
+
+def quartiles(values) -> tuple[float, float, float]:
+    """Median, 25th and 75th percentiles."""
+    values = sorted(values)
+    if len(values) == 1:
+        return values[0], values[0], values[0]
+    p25, p50, p75 = statistics.quantiles(values, n=4, method="inclusive")
+    return p50, p25, p75
+
+
+def processor(device) -> str:
+    """What computes: the GPU's name, or ``lscpu``'s model name (the platform's processor where there is no lscpu)."""
+    import platform
+    import subprocess
+
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return platform.processor()
+    return next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")), "")
 
 
 class Timer:

@@ -140,18 +140,20 @@ class FixedDreamEnv(DreamEnv):
 
     def _capture(self, step: Callable[[], None]) -> torch.cuda.CUDAGraph:
         """``step`` captured in a CUDA graph, after a warm-up run on a side stream (lazy initialisations must not
-        happen during capture) whose changes to the state (the cache's position, the frame's tokens, the generator)
-        are undone, so that capturing changes nothing."""
+        happen during capture) whose changes to the state (the tokens the cache holds, the frame's tokens, the
+        generator) are undone, so that capturing changes nothing (a rebuild needs no undoing: it starts afresh)."""
         generator = self.generator
         if generator is None:
             generator = torch.cuda.default_generators[self.device.index or torch.cuda.current_device()]
-        position, tokens, rng = self.cache.position.clone(), self.obs_tokens.clone(), generator.get_state()
+        held, tokens, rng = self.cache.num_tokens, self.obs_tokens.clone(), generator.get_state()
         stream = torch.cuda.Stream(self.device)
         stream.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(stream), _uncached_autocast(self.device.type):
             step()
         torch.cuda.current_stream(self.device).wait_stream(stream)
-        self.cache.position.copy_(position)
+        fed = self.cache.num_tokens - held
+        if fed > 0:
+            self.cache.drop(fed)  # what it wrote past the position is hidden, and overwritten later
         self.obs_tokens.copy_(tokens)
         generator.set_state(rng)
         graph = torch.cuda.CUDAGraph()

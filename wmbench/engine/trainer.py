@@ -55,9 +55,9 @@ def peak_memory_mb(device: torch.device) -> dict[str, float]:
     return peak
 
 
-def world_model_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+def world_model_optimizer(model: nn.Module, lr: float, weight_decay: float, fuse: bool = True) -> torch.optim.Optimizer:
     """AdamW with weight decay on linear and conv weights only, as IRIS (no decay on norms, embeddings, biases); fused
-    (one kernel for every tensor) on CUDA."""
+    (one kernel for every tensor) on CUDA unless ``fuse`` is False (torch's default, as the reference)."""
     decay = set()
     for module in model.modules():
         if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)) and module.weight.requires_grad:
@@ -70,7 +70,7 @@ def world_model_optimizer(model: nn.Module, lr: float, weight_decay: float) -> t
         {"params": [p for p in params if id(p) not in decay], "weight_decay": 0.0},
         *own,
     ]
-    return torch.optim.AdamW(groups, lr=lr, fused=fused(params))
+    return torch.optim.AdamW(groups, lr=lr, fused=fused(params) if fuse else None)
 
 
 def fused(params: list[nn.Parameter]) -> bool | None:

@@ -18,14 +18,21 @@ imagination over the horizon, losses, backward, Adam). The issue's CPU goal, and
 from __future__ import annotations
 
 import argparse
-import json
-import time
 from pathlib import Path
 
 import torch
 
 from wmbench import config as cfg
-from wmbench.bench.measure import ALE_STEPS, Timer, ale_rollout, cycle_steps, imagine_cycle, processor, quartiles
+from wmbench.bench.measure import (
+    ALE_STEPS,
+    Timer,
+    ale_rollout,
+    cycle_steps,
+    imagine_cycle,
+    processor,
+    quartiles,
+    write_rounds,
+)
 from wmbench.engine.agent import build_agent
 from wmbench.engine.fixed_dream import FixedDreamEnv
 from wmbench.engine.imagination import DreamEnv, actor_critic_losses, imagine
@@ -109,24 +116,11 @@ def main() -> None:
     for key, (median, p25, p75) in summary.items():
         print(f"  {key}: {median:.2f}x [{p25:.2f}, {p75:.2f}]")
     if args.json:
-        record = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "processor": where,
-            "device": args.device,
-            "threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-            "dtype": "bf16" if args.bf16 else "fp32",
-            "preset": args.preset,
-            "backbone": args.backbone,
-            "game": args.game,
-            "batch": args.batch,
-            "overrides": args.overrides,
-            "frames_per_cycle": frames_per_cycle,
-            "rounds": rounds,
-            "ratios": {k: {"median": m, "p25": lo, "p75": hi} for k, (m, lo, hi) in summary.items()},
-        }
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(record, indent=1) + "\n")
+        facts = {"processor": where, "device": args.device, "torch": torch.__version__,
+                 "dtype": "bf16" if args.bf16 else "fp32", "preset": args.preset, "backbone": args.backbone,
+                 "game": args.game, "batch": args.batch, "overrides": args.overrides,
+                 "frames_per_cycle": frames_per_cycle}  # fmt: skip
+        write_rounds(args.json, facts, rounds, summary)
 
 
 if __name__ == "__main__":

@@ -17,14 +17,21 @@ round's figures, the ratios and the CPU's model name.
 from __future__ import annotations
 
 import argparse
-import json
-import time
 from pathlib import Path
 
 import torch
 
 from wmbench import config as cfg
-from wmbench.bench.measure import ALE_STEPS, Timer, ale_rollout, cycle_steps, imagine_cycle, processor, quartiles
+from wmbench.bench.measure import (
+    ALE_STEPS,
+    Timer,
+    ale_rollout,
+    cycle_steps,
+    imagine_cycle,
+    processor,
+    quartiles,
+    write_rounds,
+)
 from wmbench.engine.agent import build_agent
 from wmbench.engine.imagination import DreamEnv
 from wmbench.plugins import registry
@@ -91,21 +98,9 @@ def main() -> None:
     for key, (median, p25, p75) in summary.items():
         print(f"{key}: {median:.2f}x [{p25:.2f}, {p75:.2f}]")
     if args.json:
-        record = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "cpu": processor(torch.device("cpu")),
-            "threads": torch.get_num_threads(),
-            "preset": args.preset,
-            "backbone": args.backbone,
-            "game": args.game,
-            "batch": args.batch,
-            "overrides": args.overrides,
-            "frames_per_cycle": frames,
-            "rounds": rounds,
-            "ratios": {k: {"median": m, "p25": lo, "p75": hi} for k, (m, lo, hi) in summary.items()},
-        }
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(record, indent=1) + "\n")
+        facts = {"cpu": processor(torch.device("cpu")), "preset": args.preset, "backbone": args.backbone,
+                 "game": args.game, "batch": args.batch, "overrides": args.overrides, "frames_per_cycle": frames}  # fmt: skip
+        write_rounds(args.json, facts, rounds, summary)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ never waits for the device."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import torch
 
@@ -81,11 +83,12 @@ def test_fixed_shape_imagination_equals_the_eager(registry, backbone, overrides,
     frames = torch.rand(3, 3, 32, 32)
     actions = torch.randint(6, (8, 3), generator=torch.Generator().manual_seed(1))  # two rebuilds
     results = []
-    for env in (DreamEnv, FixedDreamEnv):
+    for env in (DreamEnv, partial(FixedDreamEnv, whole=False), partial(FixedDreamEnv, whole=True)):
         dream = env(agent.tokenizer, agent.world_model, torch.Generator())
         with agent.world_model.transformer.rollout(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
             results.append(drive(dream, frames, actions))
-    assert_same(results[1], results[0])
+    assert_same(results[1], results[0])  # attending over what is filled, as on a CPU
+    assert_same(results[2], results[0])  # over the whole cache, as captured graphs do
 
 
 def test_rollouts_for_the_actor_critic_are_the_same(registry):
@@ -114,6 +117,7 @@ def test_capture_is_refused_off_cuda(registry):
     agent = make_agent(registry)
     with pytest.raises(ValueError, match="CUDA device only"):
         FixedDreamEnv(agent.tokenizer, agent.world_model, capture=True)
+    assert not FixedDreamEnv(agent.tokenizer, agent.world_model).whole  # on a CPU, attention reads what is filled
 
 
 def test_a_backbone_without_a_fixed_shape_cache_is_refused_in_one_line(registry):
@@ -132,15 +136,16 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA de
     "backbone, overrides", [*SETUPS[:2], ("llm-lora", LLM), ("llm-lora", [*LLM, "world_model.parallel=true"])]
 )
 def test_steps_captured_in_cuda_graphs_replay_the_same_samples(registry, backbone, overrides, bf16):
-    """On CUDA: the captured steps give what the same fixed-shape steps give uncaptured, and (in fp32) what the eager
-    env gives; no step reads anything back to the host (torch's sync debug mode turns any such read into an error)."""
+    """On CUDA: the captured steps give what the same fixed-shape steps (over the whole cache) give uncaptured, and (in
+    fp32) what the eager env gives; no step reads anything back to the host (torch's sync debug mode turns any such
+    read into an error)."""
     agent = make_agent(registry, backbone, overrides, device="cuda")
     frames = torch.rand(3, 3, 32, 32, device="cuda")
     actions = torch.randint(6, (8, 3), generator=torch.Generator().manual_seed(1)).cuda()
     results = {}
     for name, env, capture in (("eager", DreamEnv, None), ("fixed", FixedDreamEnv, False),
                                ("captured", FixedDreamEnv, True)):  # fmt: skip
-        kwargs = {} if capture is None else {"capture": capture}
+        kwargs = {} if capture is None else {"capture": capture, "whole": True}
         dream = env(agent.tokenizer, agent.world_model, torch.Generator(device="cuda"), **kwargs)
         with agent.world_model.transformer.rollout(), torch.autocast("cuda", torch.bfloat16, enabled=bf16):
             if capture is not None:

@@ -65,6 +65,8 @@ class HFFixedCache:
 
     def __init__(self, past, batch_size: int, position: torch.Tensor):
         self.past, self.batch_size, self.position = past, batch_size, position
+        self.bound: int | None = None
+        """Unused: the model attends over its whole static cache."""
 
     @property
     def num_tokens(self) -> int:

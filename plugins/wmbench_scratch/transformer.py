@@ -39,6 +39,7 @@ class FixedKVCache:
     def __init__(self, keys: list[torch.Tensor], values: list[torch.Tensor], position: torch.Tensor | None = None):
         self.keys, self.values = keys, values
         self.position = keys[0].new_zeros((), dtype=torch.long) if position is None else position
+        self.bound: int | None = None
         self._slots = torch.arange(keys[0].size(2), device=keys[0].device)
 
     @property
@@ -56,8 +57,9 @@ class FixedKVCache:
         self.position.zero_()
 
     def sees(self, positions: torch.Tensor) -> torch.Tensor:
-        """The mask ``[T, max_tokens]`` of tokens at ``positions``: each sees the keys up to its own position."""
-        return self._slots <= positions[:, None]
+        """The mask ``[T, S]`` of tokens at ``positions`` over the ``S`` entries attended (all, or the first ``bound``):
+        each sees the keys up to its own position."""
+        return self._slots[: self.bound] <= positions[:, None]
 
 
 AnyCache = KVCache | FixedKVCache
@@ -77,16 +79,18 @@ def attend(
 ) -> torch.Tensor:
     """Attention of heads ``[B, H, T, hd]``: causal, or through ``mask`` (``[T, T]``, True: may attend) without a
     cache; with a cache, appends k/v at its end and attends causally over all of it; with a fixed cache, writes k/v
-    at ``positions`` and attends over the whole cache through ``mask`` (:meth:`FixedKVCache.sees`)."""
+    at ``positions`` and attends over the entries ``mask`` covers, through it (:meth:`FixedKVCache.sees`)."""
     if cache is None:
         return F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, is_causal=causal and mask is None, dropout_p=dropout
         )
     if isinstance(cache, FixedKVCache):
+        assert mask is not None and positions is not None  # forward's, for a fixed cache
         keys, values = cache.keys[layer], cache.values[layer]
         keys.index_copy_(2, positions, k.to(keys.dtype))
         values.index_copy_(2, positions, v.to(values.dtype))
-        return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, dropout_p=dropout)
+        n = mask.size(-1)
+        return F.scaled_dot_product_attention(q, keys[:, :, :n], values[:, :, :n], attn_mask=mask, dropout_p=dropout)
     start, t = cache.num_tokens, q.size(2)
     cache.keys[layer][:, :, start : start + t] = k
     cache.values[layer][:, :, start : start + t] = v

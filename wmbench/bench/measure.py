@@ -70,6 +70,19 @@ def quartiles(values) -> tuple[float, float, float]:
     return p50, p25, p75
 
 
+def write_rounds(path: Path, facts: dict[str, Any], rounds: list[dict[str, float]], ratios: dict) -> None:
+    """A side-by-side benchmark's JSON: when and where (``facts``, the time and thread count added), every round's
+    figures, and the ratios' ``(median, p25, p75)``."""
+    import json
+
+    import torch
+
+    record = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **facts, "threads": torch.get_num_threads(),
+              "rounds": rounds, "ratios": {k: {"median": m, "p25": lo, "p75": hi} for k, (m, lo, hi) in ratios.items()}}  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1) + "\n")
+
+
 def processor(device) -> str:
     """What computes: the GPU's name, or ``lscpu``'s model name (the platform's processor where there is no lscpu)."""
     import platform

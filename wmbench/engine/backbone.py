@@ -50,6 +50,10 @@ class FixedCache(Cache, Protocol):
     synchronisation: for checks, not for the fast path); ``drop`` moves it back without a check."""
 
     position: torch.Tensor
+    bound: int | None
+    """None (as captured graphs need): every entry is attended under the mask. An int, set by a caller that knows on
+    the host how many tokens the cache will hold after the next call (none when captured): a backbone may read no
+    entry past it, so that an uncaptured step reads only what is filled."""
 
     def clear(self) -> None:
         """Forget every token, in place (``position`` to 0); the buffers stay."""

@@ -4,7 +4,8 @@ IRIS-style imagination is bound by kernel launches on a GPU: a step is K + 1 sma
 eager :class:`~wmbench.engine.imagination.DreamEnv` out of CUDA graphs is a cache whose length changes every call.
 :class:`FixedDreamEnv` computes the same steps (the same world-model calls and samples, so the same tokens, rewards
 and ends from the same weights and generator) on buffers that never change shape or address: the backbone's
-:class:`~wmbench.engine.backbone.FixedCache`, attended over whole under a mask, its position on the device, and the
+:class:`~wmbench.engine.backbone.FixedCache`, attended over whole under a mask (on a CPU, only over what is filled),
+its position on the device, and the
 frame's tokens, the actions, rewards, ends and decoded frames in preallocated tensors. Sampling reads nothing back to
 the host (:func:`~wmbench.engine.imagination.sample`), and when to rebuild the cache is known on the host without
 asking the device: the cache holds the same number of tokens at every step whatever was sampled. So each kind of step
@@ -29,7 +30,11 @@ class FixedDreamEnv(DreamEnv):
 
     Graphs read the weights where they lie: they stay valid while the world model's weights are updated in place,
     not when modules are swapped (capture inside the backbone's ``rollout()`` and drop the env when it ends). A
-    change of batch size, dtype or autocast state allocates new buffers and captures again."""
+    change of batch size, dtype or autocast state allocates new buffers and captures again.
+
+    ``whole`` (default: when capturing): attend over the whole cache, as graphs must. Uncaptured (on a CPU), the
+    cache is told how many tokens it will hold after each step (its ``bound``), and attention reads only those: a
+    CPU bound by memory traffic then pays for what is filled, as the eager env does, not for the whole cache."""
 
     def __init__(
         self,
@@ -37,12 +42,16 @@ class FixedDreamEnv(DreamEnv):
         world_model: WorldModel,
         generator: torch.Generator | None = None,
         capture: bool | None = None,
+        whole: bool | None = None,
     ):
         super().__init__(tokenizer, world_model, generator)
         device = next(world_model.parameters()).device
         self.capture = device.type == "cuda" if capture is None else capture
         if self.capture and device.type != "cuda":
             raise ValueError("CUDA graphs capture imagination on a CUDA device only")
+        self.whole = self.capture if whole is None else whole
+        if self.capture and not self.whole:
+            raise ValueError("captured steps attend over the whole cache")
         self.device = device
         self.cache: FixedCache
         self.held: int | None = None
@@ -107,6 +116,16 @@ class FixedDreamEnv(DreamEnv):
             return None
         return self.held + wm.tokens_per_block
 
+    def _bound(self, name: str) -> int | None:
+        """The most tokens the cache holds during a step of kind ``name`` (parallel prediction's queries included),
+        or None to attend over all of it."""
+        if self.whole:
+            return None
+        if name == "refresh":
+            return self.world_model.tokens_per_frame
+        assert self.held is not None
+        return self.held + self.growth
+
     # Buffers and graphs --------------------------------------------------------------------------------------
 
     def _allocate(self, tokens: torch.Tensor, frames: torch.Tensor) -> None:
@@ -130,6 +149,7 @@ class FixedDreamEnv(DreamEnv):
 
     def _run(self, name: str) -> None:
         """One step of kind ``name``: run, or (capturing) replayed from its graph, captured at its first call."""
+        self.cache.bound = self._bound(name)
         if not self.capture:
             self._steps[name]()
         else:

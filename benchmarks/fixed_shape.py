@@ -100,7 +100,7 @@ def main() -> None:
                         figures[f"{name}{'' if decode else '_no_decode'}"] = frames_per_cycle / seconds
                 figures[f"{name}_ac_updates_per_s"] = 1 / timer(lambda name=name: update(dreams[name]))
             rounds.append(figures)
-            print(f"round {r + 1}: " + ", ".join(f"{k} {v:,.2f}" for k, v in figures.items()), flush=True)
+            print(f"round {r + 1}: " + ", ".join(f"{k} {v:,.4g}" for k, v in figures.items()), flush=True)
 
     ratios = {}
     for name in list(variants)[1:]:

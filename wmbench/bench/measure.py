@@ -203,8 +203,7 @@ def measure(
 
     log("imagination")
     wm.eval()
-    dream_env = FixedDreamEnv if t.fixed_shape else DreamEnv
-    dream = dream_env(tokenizer, wm, generator)
+    dream = (FixedDreamEnv if t.fixed_shape else DreamEnv)(tokenizer, wm, generator)
     cycle = cycle_steps(wm)
     actions = torch.from_numpy(seen["actions"][:batch]).long().to(device)
 

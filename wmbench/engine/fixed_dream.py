@@ -4,8 +4,7 @@ IRIS-style imagination is bound by kernel launches on a GPU: a step is K + 1 sma
 eager :class:`~wmbench.engine.imagination.DreamEnv` out of CUDA graphs is a cache whose length changes every call.
 :class:`FixedDreamEnv` computes the same steps (the same world-model calls and samples, so the same tokens, rewards
 and ends from the same weights and generator) on buffers that never change shape or address: the backbone's
-:class:`~wmbench.engine.backbone.FixedCache`, attended over whole under a mask (on a CPU, only over what is filled),
-its position on the device, and the
+:class:`~wmbench.engine.backbone.FixedCache` (attended over whole under a mask, its position on the device), and the
 frame's tokens, the actions, rewards, ends and decoded frames in preallocated tensors. Sampling reads nothing back to
 the host (:func:`~wmbench.engine.imagination.sample`), and when to rebuild the cache is known on the host without
 asking the device: the cache holds the same number of tokens at every step whatever was sampled. So each kind of step

@@ -20,40 +20,27 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
-import platform
-import statistics
-import subprocess
-import time
 from pathlib import Path
 
 import torch
 
 from wmbench import config as cfg
-from wmbench.bench.measure import ALE_STEPS, Timer, ale_rollout, cycle_steps, imagine_cycle
+from wmbench.bench.measure import (
+    ALE_STEPS,
+    Timer,
+    ale_rollout,
+    cycle_steps,
+    imagine_cycle,
+    processor,
+    quartiles,
+    write_rounds,
+)
 from wmbench.engine.agent import build_agent
 from wmbench.engine.imagination import DreamEnv
 from wmbench.plugins import registry
 
 VARIANTS = ("sequential", "parallel")
-
-
-def cpu_model() -> str:
-    """``lscpu``'s model name (the processor's name elsewhere)."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return platform.processor()
-    return next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")), "")
-
-
-def quartiles(values: list[float]) -> list[float]:
-    """Median, 25th and 75th percentiles."""
-    if len(values) == 1:
-        return values * 3
-    p25, p50, p75 = statistics.quantiles(values, n=4, method="inclusive")
-    return [p50, p25, p75]
 
 
 def main() -> None:
@@ -123,22 +110,10 @@ def main() -> None:
     for key, (median, p25, p75) in summary.items():
         print(f"{key}: {median:.2f}x [{p25:.2f}, {p75:.2f}]")
     if args.json:
-        record = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "cpu": cpu_model(),
-            "threads": torch.get_num_threads(),
-            "load_average": [load_before, os.getloadavg()[0]],  # the host's 1-minute load, before and after
-            "preset": args.preset,
-            "backbone": args.backbone,
-            "game": args.game,
-            "batch": args.batch,
-            "overrides": args.overrides,
-            "frames_per_cycle": frames,
-            "rounds": rounds,
-            "ratios": {k: {"median": m, "p25": lo, "p75": hi} for k, (m, lo, hi) in summary.items()},
-        }
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(record, indent=1) + "\n")
+        facts = {"cpu": processor(torch.device("cpu")), "load_average": [load_before, os.getloadavg()[0]],
+                 "preset": args.preset, "backbone": args.backbone, "game": args.game, "batch": args.batch,
+                 "overrides": args.overrides, "frames_per_cycle": frames}  # fmt: skip
+        write_rounds(args.json, facts, rounds, summary)
 
 
 if __name__ == "__main__":

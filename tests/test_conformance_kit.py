@@ -62,6 +62,24 @@ class Undroppable(scratch.ScratchTransformer):
         return cache
 
 
+class Peeking(scratch.ScratchTransformer):
+    """A fixed-shape cache attended over whole without its mask: empty and stale entries leak in."""
+
+    def new_fixed_cache(self, batch_size, dtype=None):
+        cache = super().new_fixed_cache(batch_size, dtype)
+        cache.sees = lambda positions: torch.ones(len(positions), self.max_tokens, dtype=torch.bool)
+        return cache
+
+
+class Uncleared(scratch.ScratchTransformer):
+    """A fixed-shape cache whose clear() forgets nothing."""
+
+    def new_fixed_cache(self, batch_size, dtype=None):
+        cache = super().new_fixed_cache(batch_size, dtype)
+        cache.clear = lambda: None
+        return cache
+
+
 def _make(cls):
     def make():
         torch.manual_seed(0)
@@ -89,6 +107,16 @@ def test_kit_rejects_a_faked_mask_capability(cls, property):
         check_backbone(_make(cls), length=12)  # room for inserted tokens at positions of their own (Unmoved's)
     with pytest.raises(AssertionError, match="expected takes_mask=False"):
         check_backbone(_make(scratch.ScratchTransformer), masked=False)
+
+
+@pytest.mark.parametrize(
+    ("cls", "property"), [(Peeking, "fixed-shape cache: chunks"), (Uncleared, "tokens after clear")]
+)
+def test_kit_rejects_a_faked_fixed_shape_cache(cls, property):
+    with pytest.raises(AssertionError, match=property):
+        check_backbone(_make(cls))
+    with pytest.raises(AssertionError, match="expected fixed_shape=False"):
+        check_backbone(_make(scratch.ScratchTransformer), fixed=False)
 
 
 def test_importing_wmbench_and_its_plugins_stays_light():

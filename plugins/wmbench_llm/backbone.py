@@ -58,6 +58,38 @@ class HFCache:
         self.tokens -= n
 
 
+class HFFixedCache:
+    """The model's ``StaticCache`` (keys and values preallocated to ``max_tokens``, written in place) as a
+    :class:`wmbench.engine.backbone.FixedCache`: ``position`` counts what was fed on the device, beside the counter
+    each of the model's layers keeps."""
+
+    def __init__(self, past, batch_size: int, position: torch.Tensor):
+        self.past, self.batch_size, self.position = past, batch_size, position
+        self.bound: int | None = None
+        """Unused: the model attends over its whole static cache."""
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.position)
+
+    def select(self, index: torch.Tensor) -> HFFixedCache:
+        past = copy.deepcopy(self.past)
+        for layer in past.layers:
+            if layer.is_initialized:
+                layer.keys, layer.values = layer.keys[index], layer.values[index]
+        return HFFixedCache(past, len(index), self.position.clone())
+
+    def drop(self, n: int) -> None:
+        for layer in self.past.layers:  # each layer's own counter (a device tensor once it holds keys)
+            layer.cumulative_length -= n
+        self.position -= n
+
+    def clear(self) -> None:
+        for layer in self.past.layers:
+            layer.cumulative_length.zero_()
+        self.position.zero_()
+
+
 class ReusedEmbedding(nn.Module):
     """Image token ``i`` embedded as the LLM's own token ``ids[i]`` (the table is the LLM's, shared)."""
 
@@ -145,6 +177,8 @@ class LLMBackbone(Backbone):
         """sdpa or eager attention, which take a custom 4D mask, and a cache of plain key/value layers, which can
         forget tokens: not a state-space model's recurrent state (Mamba), nor a sliding window (a custom mask would
         bypass it), nor a flash or flex kernel."""
+        self.fixed_shape = self.takes_mask
+        """The same models run through a ``StaticCache`` under a custom mask over all of it."""
         if facts["quantisation"].startswith("nf4"):
             self.register_load_state_dict_pre_hook(_load_4bit_state)
         if options.pretrained:
@@ -180,6 +214,14 @@ class LLMBackbone(Backbone):
 
         return HFCache(DynamicCache(config=self.model.config), batch_size)
 
+    def new_fixed_cache(self, batch_size: int, dtype: torch.dtype | None = None) -> HFFixedCache:
+        """A ``StaticCache`` of ``max_tokens``; its buffers take the dtype of the first keys fed (``dtype`` unused)."""
+        from transformers import StaticCache
+
+        past = StaticCache(config=self.model.config, max_cache_len=self.max_tokens)
+        weight = next(self.model.parameters())
+        return HFFixedCache(past, batch_size, torch.zeros((), dtype=torch.long, device=weight.device))
+
     def _inputs(
         self, start: int, embeds: torch.Tensor, mask: torch.Tensor | None, positions: torch.Tensor | None
     ) -> dict[str, torch.Tensor]:
@@ -201,11 +243,15 @@ class LLMBackbone(Backbone):
     def forward(
         self,
         embeds: torch.Tensor,
-        cache: HFCache | None = None,
+        cache: HFCache | HFFixedCache | None = None,
         *,
         mask: torch.Tensor | None = None,
         positions: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        if isinstance(cache, HFFixedCache):
+            if mask is not None or positions is not None:
+                raise ValueError("a mask and positions are taken without a cache only")
+            return self._fixed_forward(embeds, cache)
         start = 0 if cache is None else cache.num_tokens
         end = start + embeds.shape[1]
         if positions is None and end > self.max_tokens:
@@ -228,6 +274,16 @@ class LLMBackbone(Backbone):
                 f"fed (through {self._keyword}=)"
             )
         return out
+
+    def _fixed_forward(self, embeds: torch.Tensor, cache: HFFixedCache) -> torch.Tensor:
+        """Through a fixed-shape cache: every key of it under a mask hiding those past each token, positions read on
+        the device; nothing is read back to the host."""
+        positions = cache.position + torch.arange(embeds.shape[1], device=embeds.device)
+        slots = torch.arange(self.max_tokens, device=embeds.device)
+        inputs = self._inputs(0, embeds, slots <= positions[:, None], positions)
+        out = self.model(inputs_embeds=embeds, use_cache=True, **{self._keyword: cache.past}, **inputs)
+        cache.position += embeds.shape[1]
+        return out.last_hidden_state
 
     def optimizer_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]:
         """The LLM's trainable weights at ``llm_lr`` (or ``lr``); weight decay on the weights of its linear layers,

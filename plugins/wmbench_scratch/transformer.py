@@ -1,4 +1,5 @@
-"""The IRIS transformer: pre-LayerNorm GPT blocks, learned absolute positions, a preallocated KV cache."""
+"""The IRIS transformer: pre-LayerNorm GPT blocks, learned absolute positions, a preallocated KV cache (sliced to what
+it holds, or of fixed shapes: attended over whole under a mask, its position on the device)."""
 
 from __future__ import annotations
 
@@ -31,23 +32,65 @@ class KVCache:
         self._num_tokens -= n
 
 
+class FixedKVCache:
+    """Keys and values of every layer, preallocated to ``max_tokens`` and attended over whole; ``position`` (on the
+    device) is where the next token goes (a :class:`wmbench.engine.backbone.FixedCache`)."""
+
+    def __init__(self, keys: list[torch.Tensor], values: list[torch.Tensor], position: torch.Tensor | None = None):
+        self.keys, self.values = keys, values
+        self.position = keys[0].new_zeros((), dtype=torch.long) if position is None else position
+        self.bound: int | None = None
+        self._slots = torch.arange(keys[0].size(2), device=keys[0].device)
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.position)
+
+    def select(self, index: torch.Tensor) -> FixedKVCache:
+        return FixedKVCache([k[index] for k in self.keys], [v[index] for v in self.values], self.position.clone())
+
+    def drop(self, n: int) -> None:
+        """Forget the last ``n`` tokens: later ones overwrite their keys and values."""
+        self.position -= n
+
+    def clear(self) -> None:
+        self.position.zero_()
+
+    def sees(self, positions: torch.Tensor) -> torch.Tensor:
+        """The mask ``[T, S]`` of tokens at ``positions`` over the ``S`` entries attended (all, or the first ``bound``):
+        each sees the keys up to its own position."""
+        return self._slots[: self.bound] <= positions[:, None]
+
+
+AnyCache = KVCache | FixedKVCache
+
+
 def attend(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
-    cache: KVCache | None,
+    cache: AnyCache | None,
     layer: int,
     *,
     dropout: float,
     mask: torch.Tensor | None = None,
     causal: bool = True,
+    positions: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Attention of heads ``[B, H, T, hd]``: causal, or through ``mask`` (``[T, T]``, True: may attend) without a
-    cache; with a cache, appends k/v at its end and attends causally over all of it."""
+    cache; with a cache, appends k/v at its end and attends causally over all of it; with a fixed cache, writes k/v
+    at ``positions`` and attends over the entries ``mask`` covers, through it (:meth:`FixedKVCache.sees`)."""
     if cache is None:
         return F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, is_causal=causal and mask is None, dropout_p=dropout
         )
+    if isinstance(cache, FixedKVCache):
+        assert mask is not None and positions is not None  # forward's, for a fixed cache
+        keys, values = cache.keys[layer], cache.values[layer]
+        keys.index_copy_(2, positions, k.to(keys.dtype))
+        values.index_copy_(2, positions, v.to(values.dtype))
+        n = mask.size(-1)
+        return F.scaled_dot_product_attention(q, keys[:, :, :n], values[:, :, :n], attn_mask=mask, dropout_p=dropout)
     start, t = cache.num_tokens, q.size(2)
     cache.keys[layer][:, :, start : start + t] = k
     cache.values[layer][:, :, start : start + t] = v
@@ -59,16 +102,19 @@ def attend(
 
 def positions_of(
     embeds: torch.Tensor,
-    cache: KVCache | None,
+    cache: AnyCache | None,
     max_tokens: int,
     mask: torch.Tensor | None = None,
     positions: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The positions of ``embeds``: the cache's next ones, checked against ``max_tokens``, or those given (a mask and
-    positions are taken without a cache only; a position table refuses any past its end)."""
-    start, t = (0 if cache is None else cache.num_tokens), embeds.size(1)
+    """The positions of ``embeds``: the cache's next ones, checked against ``max_tokens`` (a fixed cache's on the
+    device, unchecked), or those given (a mask and positions are taken without a cache only; a position table refuses
+    any past its end)."""
     if cache is not None and (mask is not None or positions is not None):
         raise ValueError("a mask and positions are taken without a cache only")
+    if isinstance(cache, FixedKVCache):
+        return cache.position + torch.arange(embeds.size(1), device=embeds.device)
+    start, t = (0 if cache is None else cache.num_tokens), embeds.size(1)
     if positions is None:
         if start + t > max_tokens:
             raise ValueError(f"sequence of {start + t} tokens exceeds max_tokens={max_tokens}")
@@ -89,10 +135,13 @@ class SelfAttention(nn.Module):
         b, t, d = x.shape
         return x.view(b, t, self.num_heads, d // self.num_heads).transpose(1, 2)
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None, layer: int, mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, cache: AnyCache | None, layer: int, mask: torch.Tensor | None, positions: torch.Tensor
+    ) -> torch.Tensor:
         b, t, d = x.shape
         q, k, v = self._heads(self.query(x)), self._heads(self.key(x)), self._heads(self.value(x))
-        y = attend(q, k, v, cache, layer, dropout=self.dropout if self.training else 0.0, mask=mask)
+        dropout = self.dropout if self.training else 0.0
+        y = attend(q, k, v, cache, layer, dropout=dropout, mask=mask, positions=positions)
         return self.resid_drop(self.proj(y.transpose(1, 2).reshape(b, t, d)))
 
 
@@ -103,8 +152,10 @@ class Block(nn.Module):
         self.attn = SelfAttention(dim, num_heads, dropout)
         self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim), nn.Dropout(dropout))
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None, layer: int, mask: torch.Tensor | None) -> torch.Tensor:
-        x = x + self.attn(self.ln1(x), cache, layer, mask)
+    def forward(
+        self, x: torch.Tensor, cache: AnyCache | None, layer: int, mask: torch.Tensor | None, positions: torch.Tensor
+    ) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x), cache, layer, mask, positions)
         return x + self.mlp(self.ln2(x))
 
 
@@ -112,6 +163,7 @@ class ScratchTransformer(Backbone):
     """The IRIS world-model transformer (its parameter names follow the reference checkpoint)."""
 
     takes_mask = True
+    fixed_shape = True
 
     def __init__(self, shape: BackboneShape):
         super().__init__()
@@ -131,23 +183,34 @@ class ScratchTransformer(Backbone):
         self.ln_f = nn.LayerNorm(shape.embed_dim)
         self.apply(_init_weights)
 
-    def new_cache(self, batch_size: int) -> KVCache:
+    def _zeros(self, batch_size: int, dtype: torch.dtype | None = None) -> list[torch.Tensor]:
         p = self.pos_emb.weight
         shape = (batch_size, self.num_heads, self.max_tokens, self.d_model // self.num_heads)
-        return KVCache([p.new_zeros(shape) for _ in self.blocks], [p.new_zeros(shape) for _ in self.blocks])
+        return [p.new_zeros(shape, dtype=dtype) for _ in self.blocks]
+
+    def new_cache(self, batch_size: int) -> KVCache:
+        return KVCache(self._zeros(batch_size), self._zeros(batch_size))
+
+    def new_fixed_cache(self, batch_size: int, dtype: torch.dtype | None = None) -> FixedKVCache:
+        return FixedKVCache(self._zeros(batch_size, dtype), self._zeros(batch_size, dtype))
 
     def forward(
         self,
         embeds: torch.Tensor,
-        cache: KVCache | None = None,
+        cache: AnyCache | None = None,
         *,
         mask: torch.Tensor | None = None,
         positions: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        x = self.drop(embeds + self.pos_emb(positions_of(embeds, cache, self.max_tokens, mask, positions)))
+        positions = positions_of(embeds, cache, self.max_tokens, mask, positions)
+        if isinstance(cache, FixedKVCache):
+            mask = cache.sees(positions)
+        x = self.drop(embeds + self.pos_emb(positions))
         for layer, block in enumerate(self.blocks):
-            x = block(x, cache, layer, mask)
-        if cache is not None:
+            x = block(x, cache, layer, mask, positions)
+        if isinstance(cache, FixedKVCache):
+            cache.position += embeds.size(1)
+        elif cache is not None:
             cache._num_tokens += embeds.size(1)
         return self.ln_f(x)
 

@@ -80,8 +80,14 @@ def build_agent(config: RunConfig, registry: Registry, num_actions: int) -> Agen
             f"world_model.parallel needs a backbone that takes an attention mask and drops cache entries; "
             f"{bb_entry.name!r} from package {package!r} does not (takes_mask is false)"
         )
+    fixed = config.training.actor_critic.fixed_shape
+    if fixed and not backbone.fixed_shape:
+        raise WmbenchError(
+            f"training.actor_critic.fixed_shape needs a backbone with a fixed-shape cache; {bb_entry.name!r} from "
+            f"package {package!r} has none (fixed_shape is false)"
+        )
     if config.probe:
-        probe_backbone(backbone, bb_entry.name, package, masked=wm.parallel)
+        probe_backbone(backbone, bb_entry.name, package, masked=wm.parallel, fixed=fixed)
     world_model = WorldModel(backbone, tokenizer.vocab_size, tokenizer.tokens_per_frame, num_actions, wm.parallel)
     actor_critic = ActorCritic(config.actor_critic, num_actions, config.env.size)
     return Agent(tokenizer, world_model, actor_critic)

@@ -42,6 +42,32 @@ class Cache(Protocol):
         that declares ``takes_mask``."""
 
 
+class FixedCache(Cache, Protocol):
+    """A cache of fixed shapes, for imagination captured in CUDA graphs: its buffers are preallocated to ``max_tokens``
+    and attended over whole under a mask, and the next position is ``position``, a 0-dim int64 tensor on the cache's
+    device that ``forward`` reads and advances in place. No call reads anything back to the host, and every call of
+    the same length runs the same kernels on the same buffers. ``num_tokens`` reads ``position`` (a host
+    synchronisation: for checks, not for the fast path); ``drop`` moves it back without a check."""
+
+    position: torch.Tensor
+    bound: int | None
+    """None (as captured graphs need): every entry is attended under the mask. An int, set by a caller that knows on
+    the host how many tokens the cache will hold after the next call (none when captured): a backbone may read no
+    entry past it, so that an uncaptured step reads only what is filled."""
+
+    def clear(self) -> None:
+        """Forget every token, in place (``position`` to 0); the buffers stay."""
+
+
+def next_position(cache: Cache | None) -> int | torch.Tensor:
+    """Where the next token fed through ``cache`` goes: 0 without one, a :class:`FixedCache`'s ``position`` (read on
+    the device), else ``num_tokens``."""
+    if cache is None:
+        return 0
+    position = getattr(cache, "position", None)
+    return cache.num_tokens if position is None else position
+
+
 class Backbone(nn.Module):
     """Turns embeddings ``[B, T, d_model]`` into hidden states ``[B, T, d_model]``, causally.
 
@@ -60,9 +86,18 @@ class Backbone(nn.Module):
     """Longest sequence (cache included) it accepts; without a cache, positions up to ``max_tokens - 1``."""
     takes_mask: bool = False
     """Whether ``forward`` takes ``mask`` and ``positions``, and its cache ``drop``."""
+    fixed_shape: bool = False
+    """Whether it makes a :class:`FixedCache` (``new_fixed_cache``), for imagination with fixed shapes."""
 
     def new_cache(self, batch_size: int) -> Cache:
         """An empty cache for ``batch_size`` sequences of up to ``max_tokens`` tokens."""
+        raise NotImplementedError
+
+    def new_fixed_cache(self, batch_size: int, dtype: torch.dtype | None = None) -> FixedCache:
+        """An empty :class:`FixedCache` for ``batch_size`` sequences, its buffers in ``dtype`` (None: the weights').
+        ``forward`` through it must give what it gives through ``new_cache``'s; it is fed at most ``max_tokens``
+        tokens (not checked: that would read ``position``). Needed only of a backbone that declares
+        ``fixed_shape``."""
         raise NotImplementedError
 
     def forward(

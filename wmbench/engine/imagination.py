@@ -24,9 +24,13 @@ from wmbench.engine.world_model import WorldModel
 
 
 def sample(logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """Sample class indices from ``logits [..., C]`` (with an explicit generator for reproducibility)."""
+    """Sample class indices from ``logits [..., C]`` (with an explicit generator for reproducibility).
+
+    What ``torch.multinomial`` draws for one sample, the same indices from the same generator state (its algorithm:
+    the argmax of the probabilities over exponential noise), without its check of the probabilities, which reads
+    them back to the host: sampling never waits for the device."""
     probs = torch.softmax(logits.float(), dim=-1)
-    return torch.multinomial(probs.reshape(-1, probs.size(-1)), 1, generator=generator).view(probs.shape[:-1])
+    return probs.div(torch.empty_like(probs).exponential_(1, generator=generator)).argmax(dim=-1)
 
 
 class DreamEnv:
@@ -50,6 +54,12 @@ class DreamEnv:
         if not self.world_model.parallel:
             self.world_model(self.obs_tokens, self.cache)
 
+    @property
+    def growth(self) -> int:
+        """Tokens one step feeds the cache, the queries of parallel prediction included (then dropped)."""
+        wm = self.world_model
+        return wm.tokens_per_block + (wm.tokens_per_frame if wm.parallel else 0)
+
     @torch.no_grad()
     def step(
         self,
@@ -61,10 +71,19 @@ class DreamEnv:
 
         ``observe=False`` (a rollout's last step) samples the reward and end only: one backbone call, no
         observation tokens, no frame; the env then cannot step again until ``reset``."""
-        wm = self.world_model
-        fed = wm.tokens_per_block + (wm.tokens_per_frame if wm.parallel else 0)  # the cache's growth, queries included
-        if self.cache.num_tokens + fed > wm.transformer.max_tokens:
+        if self.cache.num_tokens + self.growth > self.world_model.transformer.max_tokens:
             self._refresh()
+        rewards, ends, tokens = self._imagine(actions, observe)
+        if tokens is None:
+            del self.obs_tokens, self.cache  # nothing to step from until reset()
+            return None, rewards, ends
+        self.obs_tokens = tokens
+        return (self.tokenizer.decode(tokens) if decode else None), rewards, ends
+
+    def _imagine(self, actions: torch.Tensor, observe: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The world model's calls of one step from ``obs_tokens`` through ``cache``: rewards, ends and, if
+        ``observe``, the next frame's tokens."""
+        wm = self.world_model
         if wm.parallel:
             frame_and_action = torch.cat([self.obs_tokens, actions[:, None]], dim=1)
             hidden = wm(frame_and_action, self.cache, queries=observe)
@@ -74,17 +93,14 @@ class DreamEnv:
         rewards = sample(wm.head_rewards(at_action), self.generator).float() - 1
         ends = sample(wm.head_ends(at_action), self.generator).bool()
         if not observe:
-            del self.obs_tokens, self.cache  # nothing to step from until reset()
-            return None, rewards, ends
+            return rewards, ends, None
         if wm.parallel:
-            self.obs_tokens = sample(wm.head_observations(predicted), self.generator)
-        else:
-            tokens, hidden = [], at_action
-            for _ in range(wm.tokens_per_frame):
-                tokens.append(sample(wm.head_observations(hidden), self.generator))
-                hidden = wm(tokens[-1][:, None], self.cache)[:, -1]
-            self.obs_tokens = torch.stack(tokens, dim=1)
-        return (self.tokenizer.decode(self.obs_tokens) if decode else None), rewards, ends
+            return rewards, ends, sample(wm.head_observations(predicted), self.generator)
+        tokens, hidden = [], at_action
+        for _ in range(wm.tokens_per_frame):
+            tokens.append(sample(wm.head_observations(hidden), self.generator))
+            hidden = wm(tokens[-1][:, None], self.cache)[:, -1]
+        return rewards, ends, torch.stack(tokens, dim=1)
 
 
 @dataclass

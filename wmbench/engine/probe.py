@@ -1,6 +1,7 @@
 """The build-time probe: before a run trains, its backbone proves on random embeddings that it is causal (in eval
 and in train mode) and that its cache gives what a full forward gives; for parallel frame prediction, also that it
-honours a mask and positions, and that its cache forgets what it drops. The conformance kit checks the same
+honours a mask and positions, and that its cache forgets what it drops; for imagination with fixed shapes, that its
+fixed-shape cache does all that too, and gives it again once cleared. The conformance kit checks the same
 properties through the same functions, at length."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
-from wmbench.engine.backbone import Backbone
+from wmbench.engine.backbone import Backbone, Cache
 from wmbench.errors import WmbenchError
 
 
@@ -68,10 +69,10 @@ def check_causal(backbone: Backbone, x: torch.Tensor, position: int, *, train: b
         )
 
 
-def run_chunks(backbone: Backbone, x: torch.Tensor, sizes: Sequence[int]) -> torch.Tensor:
-    """``x`` fed through one cache in chunks of ``sizes`` (the last repeated until ``x`` is used up), checking after
-    each call that the cache grew by the tokens fed."""
-    cache = backbone.new_cache(x.size(0))
+def run_chunks(backbone: Backbone, x: torch.Tensor, sizes: Sequence[int], cache: Cache | None = None) -> torch.Tensor:
+    """``x`` fed through one cache (a new one, or ``cache``, empty) in chunks of ``sizes`` (the last repeated until
+    ``x`` is used up), checking after each call that the cache grew by the tokens fed."""
+    cache = backbone.new_cache(x.size(0)) if cache is None else cache
     outs, start, i = [], 0, 0
     while start < x.size(1):
         chunk = x[:, start : start + sizes[min(i, len(sizes) - 1)]]
@@ -82,11 +83,28 @@ def run_chunks(backbone: Backbone, x: torch.Tensor, sizes: Sequence[int]) -> tor
     return torch.cat(outs, dim=1)
 
 
-def check_cache(backbone: Backbone, x: torch.Tensor, full: torch.Tensor, sizes: Sequence[int], atol: float) -> None:
-    """A forward in chunks of ``sizes`` through the cache equals ``full``, the full forward of ``x``."""
-    err = (run_chunks(backbone, x, sizes).float() - full.float()).abs().max().item()
+def check_cache(
+    backbone: Backbone, x: torch.Tensor, full: torch.Tensor, sizes: Sequence[int], atol: float, fixed: bool = False
+) -> None:
+    """A forward in chunks of ``sizes`` through the cache equals ``full``, the full forward of ``x``; ``fixed``:
+    through the fixed-shape cache, and again once it is cleared (over what the first forward left in it)."""
+    if not fixed:
+        _check_chunks(backbone, x, full, sizes, atol, backbone.new_cache(x.size(0)), "cache")
+        return
+    cache = backbone.new_fixed_cache(x.size(0))
+    _check_chunks(backbone, x, full, sizes, atol, cache, "fixed-shape cache")
+    cache.clear()
+    if cache.num_tokens:
+        raise ProbeFailure(f"fixed-shape cache: holds {cache.num_tokens} tokens after clear()")
+    _check_chunks(backbone, x, full, sizes, atol, cache, "fixed-shape cache after clear()")
+
+
+def _check_chunks(
+    backbone: Backbone, x: torch.Tensor, full: torch.Tensor, sizes: Sequence[int], atol: float, cache: Cache, what: str
+) -> None:
+    err = (run_chunks(backbone, x, sizes, cache).float() - full.float()).abs().max().item()
     if err > atol:
-        raise ProbeFailure(f"cache: chunks of {list(sizes)} differ from the full forward by {err:.3g} > {atol:.3g}")
+        raise ProbeFailure(f"{what}: chunks of {list(sizes)} differ from the full forward by {err:.3g} > {atol:.3g}")
 
 
 def with_queries(x: torch.Tensor, at: int, extra: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -135,12 +153,13 @@ def check_mask(backbone: Backbone, x: torch.Tensor, full: torch.Tensor, atol: fl
         raise ProbeFailure(f"mask in train mode: masked-out tokens changed others by {err:.3g} > {atol:.3g}")
 
 
-def check_drop(backbone: Backbone, x: torch.Tensor, full: torch.Tensor, atol: float) -> None:
-    """Tokens fed through the cache and then dropped leave it as it was: continuing it gives ``full``."""
+def check_drop(backbone: Backbone, x: torch.Tensor, full: torch.Tensor, atol: float, fixed: bool = False) -> None:
+    """Tokens fed through the cache (``fixed``: the fixed-shape one) and then dropped leave it as it was: continuing
+    it gives ``full``."""
     half = x.size(1) // 2
     dropped = -x[:, half : half + 3]
     with _mode(backbone, train=False):
-        cache = backbone.new_cache(x.size(0))
+        cache = backbone.new_fixed_cache(x.size(0)) if fixed else backbone.new_cache(x.size(0))
         backbone(x[:, :half], cache)
         backbone(dropped, cache)
         cache.drop(dropped.size(1))
@@ -151,9 +170,10 @@ def check_drop(backbone: Backbone, x: torch.Tensor, full: torch.Tensor, atol: fl
         raise ProbeFailure(f"drop: continuing after dropped tokens differs by {err:.3g} > {atol:.3g}")
 
 
-def probe(backbone: Backbone, *, length: int = 16, batch: int = 2, masked: bool = False) -> None:
+def probe(backbone: Backbone, *, length: int = 16, batch: int = 2, masked: bool = False, fixed: bool = False) -> None:
     """The build-time checks, cheap (a few forwards of ``length`` tokens): raises :class:`ProbeFailure`. ``masked``:
-    also the mask and drop checks (parallel frame prediction)."""
+    also the mask and drop checks (parallel frame prediction); ``fixed``: the cache checks through the fixed-shape
+    cache too (and its drop check with ``masked``)."""
     weight = next((p for p in backbone.parameters() if p.is_floating_point()), None)
     dtype, device = (torch.float32, "cpu") if weight is None else (weight.dtype, weight.device)
     t = min(length, backbone.max_tokens)
@@ -167,16 +187,18 @@ def probe(backbone: Backbone, *, length: int = 16, batch: int = 2, masked: bool 
         for position in (t // 2, t - 1):
             check_causal(backbone, x, position, train=train, atol=atol)
     with _mode(backbone, train=False):
-        check_cache(backbone, x, full, (1, 4, 3), atol)
+        for fixed_cache in (False, True) if fixed else (False,):
+            check_cache(backbone, x, full, (1, 4, 3), atol, fixed=fixed_cache)
     if masked:
         check_mask(backbone, x, full, atol)
-        check_drop(backbone, x, full, atol)
+        for fixed_cache in (False, True) if fixed else (False,):
+            check_drop(backbone, x, full, atol, fixed=fixed_cache)
 
 
-def probe_backbone(backbone: Backbone, name: str, package: str, *, masked: bool = False) -> None:
+def probe_backbone(backbone: Backbone, name: str, package: str, *, masked: bool = False, fixed: bool = False) -> None:
     """:func:`probe`, with any failure as one line naming the backbone, its package and the property."""
     try:
-        probe(backbone, masked=masked)
+        probe(backbone, masked=masked, fixed=fixed)
     except ProbeFailure as exc:
         problem = str(exc)
     except Exception as exc:  # noqa: BLE001 (a backbone that crashes on random embeddings fails the probe too)

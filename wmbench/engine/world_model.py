@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wmbench.engine.backbone import Backbone, Cache
+from wmbench.engine.backbone import Backbone, Cache, next_position
 
 
 class Embedder(nn.Module):
@@ -36,9 +36,10 @@ class Embedder(nn.Module):
             [nn.Embedding(num_actions, dim), observations or nn.Embedding(vocab_size, dim)]
         )
 
-    def forward(self, tokens: torch.Tensor, start: int) -> torch.Tensor:
-        """Embeddings of ``tokens [B, L]`` that sit at sequence positions ``start .. start + L - 1``."""
-        positions = torch.arange(start, start + tokens.size(1), device=tokens.device) % self.tokens_per_block
+    def forward(self, tokens: torch.Tensor, start: int | torch.Tensor) -> torch.Tensor:
+        """Embeddings of ``tokens [B, L]`` that sit at sequence positions ``start .. start + L - 1`` (``start`` an int,
+        or a 0-dim tensor on the tokens' device)."""
+        positions = (start + torch.arange(tokens.size(1), device=tokens.device)) % self.tokens_per_block
         is_action = (positions == self.tokens_per_block - 1)[None, :, None]
         actions, observations = self.embedding_tables
         # Each table only sees ids that are valid for it; the other entries are masked out.
@@ -115,8 +116,7 @@ class WorldModel(nn.Module):
         """Hidden states for ``tokens [B, L]``, continuing ``cache`` if given. ``queries`` (parallel prediction, the
         tokens ending with an action): followed by those of the K queries (``[B, L + K]`` in all), which the cache
         then drops."""
-        start = 0 if cache is None else cache.num_tokens
-        embeds = self.embedder(tokens, start)
+        embeds = self.embedder(tokens, next_position(cache))
         if queries:
             embeds = torch.cat([embeds, self.queries.weight.expand(tokens.size(0), -1, -1)], dim=1)
         hidden = self.transformer(embeds, cache)

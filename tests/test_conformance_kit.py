@@ -1,4 +1,5 @@
-"""The kit catches the two defects of the earlier LLM fork: a non-causal mask and a cache that forgets."""
+"""The kit catches the two defects of the earlier LLM fork, a non-causal mask and a cache that forgets, and names a
+cache left in another dtype than its module."""
 
 import subprocess
 import sys
@@ -38,6 +39,14 @@ class Forgetful(scratch.ScratchTransformer):
         return super().forward(embeds, cache)
 
 
+class Float32Cache(scratch.ScratchTransformer):
+    """A cache allocated in float32 whatever the module's dtype."""
+
+    def new_cache(self, batch_size):
+        cache = super().new_cache(batch_size)
+        return scratch.KVCache([k.float() for k in cache.keys], [v.float() for v in cache.values])
+
+
 def _make(cls):
     def make():
         torch.manual_seed(0)
@@ -54,6 +63,13 @@ def test_kit_rejects_a_bidirectional_backbone():
 def test_kit_rejects_a_fake_cache():
     with pytest.raises(AssertionError, match="cache"):
         check_backbone(_make(Forgetful))
+
+
+def test_kit_names_a_cache_left_in_another_dtype():
+    with pytest.raises(
+        AssertionError, match=r"cache after .to\(torch.bfloat16\): new_cache\(\) must follow the module"
+    ):
+        check_backbone(_make(Float32Cache))
 
 
 def test_importing_wmbench_and_its_plugins_stays_light():

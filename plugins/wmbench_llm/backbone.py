@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -13,6 +12,7 @@ from torch import nn
 from wmbench.engine.agent import parameter_count
 from wmbench.engine.backbone import Backbone
 from wmbench.errors import WmbenchError
+from wmbench_llm.inference import inference_weights, preallocated_cache
 from wmbench_llm.options import LLMOptions
 
 
@@ -77,46 +77,6 @@ def _load_4bit_state(module, state_dict, prefix, *args) -> None:
             )
 
 
-def _dense_weight(layer: nn.Module) -> torch.Tensor | None:
-    """A linear layer's weight as a float ``[out, in]`` tensor (4-bit dequantised, Conv1D transposed), or None."""
-    weight = getattr(layer, "weight", None)
-    if type(layer).__name__ == "Linear4bit":
-        import bitsandbytes as bnb
-
-        return bnb.functional.dequantize_4bit(weight.data, weight.quant_state)
-    if isinstance(layer, nn.Linear) and weight.is_floating_point():  # not bitsandbytes' 8-bit weights
-        return weight.detach()
-    if type(layer).__name__ == "Conv1D":
-        return weight.detach().t()
-    return None
-
-
-def _inference_linear(module: nn.Module) -> nn.Linear | None:
-    """A plain ``nn.Linear`` computing what ``module`` computes in eval mode (a LoRA layer with its adapter merged
-    into the base weight, a 4-bit layer dequantised), or None where it cannot (DoRA, 8-bit, other layers)."""
-    if hasattr(module, "get_base_layer"):  # a peft LoRA layer
-        if module.merged or module.use_dora.get("default"):
-            return None
-        base = module.get_base_layer()
-        weight = _dense_weight(base)
-        if weight is None:
-            return None
-        delta = module.get_delta_weight("default")
-        weight = (weight + (delta.t() if type(base).__name__ == "Conv1D" else delta)).to(weight.dtype)
-    elif type(module).__name__ == "Linear4bit":
-        base, weight = module, _dense_weight(module)
-    else:
-        return None
-    dense = nn.Linear(weight.shape[1], weight.shape[0], bias=base.bias is not None, device=weight.device,
-                      dtype=weight.dtype)  # fmt: skip
-    dense.requires_grad_(False)
-    with torch.no_grad():
-        dense.weight.copy_(weight)
-        if dense.bias is not None:
-            dense.bias.copy_(base.bias)
-    return dense
-
-
 class LLMBackbone(Backbone):
     """A transformers base model (``AutoModel``, no LM head) fed ``inputs_embeds``; heads read its last hidden states.
 
@@ -164,9 +124,8 @@ class LLMBackbone(Backbone):
             )
 
     def new_cache(self, batch_size: int) -> HFCache:
-        from transformers import DynamicCache
-
-        return HFCache(DynamicCache(config=self.model.config), batch_size)
+        """transformers' cache, its key/value layers allocated once for ``max_tokens`` tokens."""
+        return HFCache(preallocated_cache(self.model.config, self.max_tokens), batch_size)
 
     def _positions(self, start: int, embeds: torch.Tensor) -> dict[str, torch.Tensor]:
         if self._position_offset is None:
@@ -207,26 +166,11 @@ class LLMBackbone(Backbone):
         ]
         return [g for g in groups if g["params"]]
 
-    @contextlib.contextmanager
-    def rollout(self) -> Iterator[None]:
-        """No-gradient rollouts in eval mode with plain dense weights: each LoRA layer's adapter merged into its base
-        weight, 4-bit weights dequantised, once; the training modules are put back on exit. In train mode (dropout
-        on) nothing changes."""
-        swapped: list[tuple[str, nn.Module, nn.Module]] = []
-        for name, module in [] if self.training else list(self.model.named_modules()):
-            if any(name.startswith(f"{done}.") for done, _, _ in swapped):
-                continue
-            dense = _inference_linear(module) if name else None
-            if dense is not None:
-                parent_name, _, child = name.rpartition(".")
-                parent = self.model.get_submodule(parent_name)
-                setattr(parent, child, dense)
-                swapped.append((name, parent, module))
-        try:
-            yield
-        finally:
-            for name, parent, module in swapped:
-                setattr(parent, name.rpartition(".")[2], module)
+    def rollout(self) -> contextlib.AbstractContextManager[None]:
+        """No-gradient rollouts in eval mode on inference weights (:func:`~wmbench_llm.inference.inference_weights`:
+        LoRA merged, 4-bit dequantised, oneDNN-packed on a CPU), built once on entry; the training modules are put
+        back on exit. In train mode (dropout on) nothing changes."""
+        return contextlib.nullcontext() if self.training else inference_weights(self.model)
 
     def observation_embedding(self, vocab_size: int) -> nn.Module | None:
         """With ``embeddings="reuse"``: image tokens onto evenly spread rows of the LLM's table that it trained, else

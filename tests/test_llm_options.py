@@ -179,6 +179,8 @@ def test_dtype_attention_kernel_and_gradient_checkpointing():
     half = build("tiny-llama", pretrained=False, dtype="bfloat16")
     assert half.model.layers[0].self_attn.q_proj.weight.dtype == torch.bfloat16
     probe(half)
+    x = torch.randn(2, 6, 64)  # a float32 world model's embeddings: in and out in its dtype
+    assert half(x).dtype == half(x, half.new_cache(2)).dtype == torch.float32
     half_lora = randomise_adapters(build("tiny-llama", "lora", pretrained=False, dtype="bfloat16")).eval()
     x = torch.randn(2, 6, 64, dtype=torch.bfloat16)
     with torch.no_grad():

@@ -139,8 +139,10 @@ class LLMBackbone(Backbone):
         if end > self.max_tokens:
             raise ValueError(f"{end} tokens exceed max_tokens={self.max_tokens}")
         positions = self._positions(start, embeds)
+        dtype = embeds.dtype  # the world model's; the LLM's weights may be in another (backbone.dtype)
+        embeds = embeds.to(self.model.get_input_embeddings().weight.dtype)
         if cache is None:
-            return self.model(inputs_embeds=embeds, use_cache=False, **positions).last_hidden_state
+            return self.model(inputs_embeds=embeds, use_cache=False, **positions).last_hidden_state.to(dtype)
         if embeds.shape[0] != cache.batch_size:
             raise ValueError(f"batch of {embeds.shape[0]} for a cache of {cache.batch_size} sequences")
         kwargs = {self._keyword: cache.past, **positions}
@@ -151,7 +153,7 @@ class LLMBackbone(Backbone):
                 f"{self._options.model} did not use its cache: it holds {cache.held()} tokens after {end} were "
                 f"fed (through {self._keyword}=)"
             )
-        return out
+        return out.to(dtype)
 
     def optimizer_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]:
         """The LLM's trainable weights at ``llm_lr`` (or ``lr``); weight decay on the weights of its linear layers,

@@ -17,8 +17,9 @@ from wmbench_llm.options import LLMOptions
 
 
 class HFCache:
-    """The model's real cache (a transformers ``DynamicCache``: keys and values, or for state-space models such as
-    Mamba a recurrent state) for ``batch_size`` sequences; ``tokens`` counts what was fed."""
+    """The model's real cache (a transformers ``DynamicCache``: keys and values, written in place by
+    :class:`~wmbench_llm.inference.PreallocatedLayer`, or for state-space models such as Mamba a recurrent state) for
+    ``batch_size`` sequences; ``tokens`` counts what was fed."""
 
     def __init__(self, past, batch_size: int, tokens: int = 0):
         self.past, self.batch_size, self.tokens = past, batch_size, tokens

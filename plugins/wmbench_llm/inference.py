@@ -54,6 +54,10 @@ class PreallocatedLayer(DynamicLayer):
         self.keys, self.values = self._keys[..., :end, :], self._values[..., :end, :]
         return self.keys, self.values
 
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        super().batch_select_indices(indices)
+        self._keys = self._values = torch.empty(0)  # the rows selected continue in buffers of their own
+
 
 def preallocated_cache(config, capacity: int) -> DynamicCache:
     """transformers' cache for ``config``, its plain key/value layers preallocated for ``capacity`` tokens (sliding

@@ -11,7 +11,7 @@ model's part), in alternating rounds, three ways:
 
 The bound: the bytes one imagined step must read (every pass streams the weights as stored, and each layer reads
 the keys and values of the context so far) over the rate a plain reduction reads a tensor as large as the weights,
-measured in each round beside the timings. Time is process CPU time (the host is shared: CPU time leaves out the
+read before every imagined step so that both see the same load. Time is process CPU time (the host is shared: CPU time leaves out the
 slices other processes take; wall time is recorded too). The warm-up round checks each way against the plain
 one: the observation tokens of two imagined steps from the same seeds, and the hidden states of one full forward.
 Peak memory is the resident set's high-water mark over
@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import platform
 import subprocess
 import time
@@ -90,14 +91,18 @@ def cache_bytes_read(backbone, batch: int, steps: int, tokens_per_frame: int) ->
     return tokens * per_token
 
 
-def imagine(dream: DreamEnv, actions: torch.Tensor, frames: torch.Tensor, steps: int) -> tuple[float, float]:
-    """CPU and wall seconds for ``steps`` imagined steps after a reset (no decoding)."""
+def imagine(dream: DreamEnv, actions: torch.Tensor, frames: torch.Tensor, steps: int, data: torch.Tensor):
+    """CPU and wall seconds for ``steps`` imagined steps after a reset (no decoding), and the CPU and wall seconds
+    a read of ``data`` took on average, read before each step (so that the steps and the bound see the same load)."""
     dream.reset(frames)
-    cpu, wall = clocks()
+    spent = [0.0, 0.0, 0.0, 0.0]
     for _ in range(steps):
+        read = read_seconds(data)
+        cpu, wall = clocks()
         dream.step(actions, decode=False)
-    cpu2, wall2 = clocks()
-    return cpu2 - cpu, wall2 - wall
+        cpu2, wall2 = clocks()
+        spent = [spent[0] + cpu2 - cpu, spent[1] + wall2 - wall, spent[2] + read[0], spent[3] + read[1]]
+    return spent[0], spent[1], spent[2] / steps, spent[3] / steps
 
 
 def measure_mode(mode: str, args, frames, actions, reg) -> list[dict]:
@@ -124,40 +129,37 @@ def measure_mode(mode: str, args, frames, actions, reg) -> list[dict]:
         "merged": (lambda: inference_weights(backbone.model, pack=False), dynamic_cache),
         "rollout": (backbone.rollout, new_cache),
     }
-    seconds: dict[str, list[tuple[float, float]]] = {k: [] for k in variants}
-    reads: list[tuple[float, float]] = []
+    timings: dict[str, list[tuple[float, float, float, float]]] = {k: [] for k in variants}
     tokens, hidden = {}, {}
     x = torch.randn(args.batch, 2 * wm.tokens_per_frame, backbone.d_model, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         for round_ in range(args.rounds + 1):  # round 0 warms up, and checks each way against the plain one
-            reads.append(read_seconds(data))
             for variant, (context, cache) in variants.items():
                 backbone.new_cache = cache
                 dream.generator = torch.Generator().manual_seed(2)
                 cpu, wall = clocks()
                 with context():  # entering (merging, packing) is part of the time
                     setup = tuple(b - a for a, b in zip((cpu, wall), clocks()))
-                    steps = imagine(dream, actions, frames, 2 if round_ == 0 else args.steps)
+                    spent = imagine(dream, actions, frames, 2 if round_ == 0 else args.steps, data)
                     if round_ == 0:
                         tokens[variant], hidden[variant] = dream.obs_tokens, backbone(x.to(backbone.model.dtype))
                 if round_:
-                    seconds[variant].append((steps[0] + setup[0], steps[1] + setup[1]))
+                    timings[variant].append((spent[0] + setup[0], spent[1] + setup[1], spent[2], spent[3]))
     backbone.new_cache = new_cache
     peak = _peak_memory_mb(torch.device("cpu")) - data.nbytes / 2**20
     weights = {"plain": streamed_bytes(backbone), "merged": dense, "rollout": dense}
     passes = args.steps * (wm.tokens_per_frame + 1)
     cache_read = cache_bytes_read(backbone, args.batch, args.steps, wm.tokens_per_frame)
-    read_cpu, read_wall = min(r[0] for r in reads[1:]), min(r[1] for r in reads[1:])
     frames_timed = args.batch * args.steps
     rows = []
-    for variant, times in seconds.items():
-        cpu, wall = min(t[0] for t in times), min(t[1] for t in times)
-        total = passes * weights[variant] + cache_read
-        bound = frames_timed / (total / data.nbytes * read_cpu)
+    for variant, rounds in timings.items():
+        cpu, wall, read_cpu, read_wall = min(rounds)  # the fastest round, with the reads beside its steps
+        bound = frames_timed / ((passes * weights[variant] + cache_read) / data.nbytes * read_cpu)
         weights_bound = frames_timed / (passes * weights[variant] / data.nbytes * read_cpu)
         fps = frames_timed / cpu
         rows.append({"mode": mode, "path": variant, "imagined_frames_per_s": round(fps, 3),
                      "imagined_frames_per_s_wall": round(frames_timed / wall, 3),
+                     "rounds_frames_per_s": [round(frames_timed / r[0], 3) for r in rounds],
                      "weights_mb_per_pass": round(weights[variant] / 2**20, 1),
                      "cache_mb_per_pass": round(cache_read / passes / 2**20, 1),
                      "read_gb_per_s": round(data.nbytes / read_cpu / 1e9, 2),
@@ -198,6 +200,7 @@ def main() -> None:
         "cpu": next((line.split(":", 1)[1].strip() for line in cpu.splitlines() if "Model name" in line), "?"),
         "cpu_flags": sorted({f for line in cpu.splitlines() if line.startswith("Flags") for f in line.split()[1:]}
                             & {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}),
+        "load_average_at_end": [round(v, 1) for v in os.getloadavg()],
         "platform": platform.platform(), "torch": torch.__version__, "rows": rows,
     }  # fmt: skip
     if args.out:

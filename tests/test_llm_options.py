@@ -113,7 +113,7 @@ def test_roberta_family_gets_its_positions(tmp_path, model_type):
 def test_roberta_conforms(tmp_path):
     folder = folder_with(tmp_path, "roberta", weights=True, model_type="roberta", hidden_size=32, num_hidden_layers=2,
                          num_attention_heads=4, intermediate_size=64, vocab_size=64, max_position_embeddings=40)  # fmt: skip
-    check_backbone(lambda: randomise_adapters(build(folder, "lora")), trainable=True)
+    check_backbone(lambda: randomise_adapters(build(folder, "lora")), trainable=True, masked=True)
 
 
 @pytest.mark.parametrize(
@@ -386,7 +386,28 @@ def test_mamba_conforms_through_its_own_cache(tmp_path, arch):
     backbone = build(folder)
     assert backbone.max_tokens == 20 and backbone.describe()["max_positions"] is None
     probe(backbone)
-    check_backbone(lambda: randomise_adapters(build(folder, "lora")), trainable=True, dtypes=(), atol=1e-3)
+    check_backbone(
+        lambda: randomise_adapters(build(folder, "lora")), trainable=True, dtypes=(), atol=1e-3, masked=False
+    )
     backbone._keyword = "no_such_cache"  # dropped by the model: the cache stays empty
     with pytest.raises(WmbenchError, match="did not use its cache: it holds 0 tokens after 2 were fed"):
         backbone(torch.randn(1, 2, 32), backbone.new_cache(1))
+
+
+def test_mamba_refuses_parallel_prediction_in_one_line(tmp_path):
+    """A recurrent state cannot drop tokens, nor does Mamba attend through a mask: world_model.parallel is refused."""
+    import os
+    import subprocess
+    import sys
+
+    folder = folder_with(tmp_path, "mamba", **MAMBA["mamba"])
+    backbone = build(folder, pretrained=False)
+    assert not backbone.takes_mask
+    with pytest.raises(ValueError, match="takes no custom mask"):
+        backbone(torch.randn(1, 4, 32), mask=torch.ones(4, 4, dtype=torch.bool).tril())
+    args = ["describe", "-b", "llm-frozen", "--set", f"backbone.model={folder}", "--set", "backbone.pretrained=false",
+            "--set", "world_model.parallel=true"]  # fmt: skip
+    result = subprocess.run([sys.executable, "-m", "wmbench", *args], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    assert result.returncode == 2 and result.stdout == "" and "Traceback" not in result.stderr
+    assert "world_model.parallel needs a backbone that takes an attention mask" in result.stderr.splitlines()[-1]

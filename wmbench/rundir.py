@@ -45,6 +45,10 @@ class RunDir:
         self.checkpoints = self.path / "checkpoints"
         self.replay = self.path / "replay"
         self.media = self.path / "media"
+        self.log_file = self.path / "log.txt"
+        """The output of a cell that a sweep ran here."""
+        self.recordings = self.media / "recordings"
+        """Segments recorded by ``wmbench play``."""
 
     @property
     def last_checkpoint(self) -> Path:

@@ -50,6 +50,15 @@ class HFCache:
                 layer.batch_select_indices(index)
         return HFCache(past, len(index), self.tokens)
 
+    def drop(self, n: int) -> None:
+        """Forget the last ``n`` tokens (the model's own ``crop``; key/value layers only, see ``takes_mask``). A
+        :class:`~wmbench_llm.inference.PreallocatedLayer` keeps its buffers: the next tokens overwrite the dropped."""
+        if not 0 <= n <= self.tokens:
+            raise ValueError(f"cannot drop {n} of {self.tokens} tokens")
+        if n:
+            self.past.crop(-n)
+        self.tokens -= n
+
 
 class ReusedEmbedding(nn.Module):
     """Image token ``i`` embedded as the LLM's own token ``ids[i]`` (the table is the LLM's, shared)."""
@@ -94,6 +103,10 @@ class LLMBackbone(Backbone):
         """The world model's context (``shape.max_tokens``), at most the model's own ``max_position_embeddings``."""
         self._facts, self._source, self._options, self._revision = facts, source, options, None
         self._keyword, self._position_offset = keyword, position_offset
+        self.takes_mask = _takes_mask(model)
+        """sdpa or eager attention, which take a custom 4D mask, and a cache of plain key/value layers, which can
+        forget tokens: not a state-space model's recurrent state (Mamba), nor a sliding window (a custom mask would
+        bypass it), nor a flash or flex kernel."""
         if facts["quantisation"].startswith("nf4"):
             self.register_load_state_dict_pre_hook(_load_4bit_state)
         if options.pretrained:
@@ -128,25 +141,48 @@ class LLMBackbone(Backbone):
         """transformers' cache, its key/value layers allocated once for ``max_tokens`` tokens."""
         return HFCache(preallocated_cache(self.model.config, self.max_tokens), batch_size)
 
-    def _positions(self, start: int, embeds: torch.Tensor) -> dict[str, torch.Tensor]:
-        if self._position_offset is None:
-            return {}
-        ids = torch.arange(start, start + embeds.shape[1], device=embeds.device) + self._position_offset
-        return {"position_ids": ids.expand(embeds.shape[0], -1)}
+    def _inputs(
+        self, start: int, embeds: torch.Tensor, mask: torch.Tensor | None, positions: torch.Tensor | None
+    ) -> dict[str, torch.Tensor]:
+        """Position ids (given ones, or where the model does not count them itself) and a custom 4D mask: boolean for
+        sdpa, additive for eager attention."""
+        inputs = {}
+        if positions is not None or self._position_offset is not None:
+            if positions is None:
+                positions = torch.arange(start, start + embeds.shape[1], device=embeds.device)
+            inputs["position_ids"] = (positions + (self._position_offset or 0)).expand(embeds.shape[0], -1)
+        if mask is not None:
+            mask = mask[None, None].expand(embeds.shape[0], 1, *mask.shape)
+            if self.model.config._attn_implementation == "eager":
+                blocked = torch.finfo(embeds.dtype).min
+                mask = torch.zeros(mask.shape, dtype=embeds.dtype, device=mask.device).masked_fill(~mask, blocked)
+            inputs["attention_mask"] = mask
+        return inputs
 
-    def forward(self, embeds: torch.Tensor, cache: HFCache | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        embeds: torch.Tensor,
+        cache: HFCache | None = None,
+        *,
+        mask: torch.Tensor | None = None,
+        positions: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         start = 0 if cache is None else cache.num_tokens
         end = start + embeds.shape[1]
-        if end > self.max_tokens:
+        if positions is None and end > self.max_tokens:
             raise ValueError(f"{end} tokens exceed max_tokens={self.max_tokens}")
-        positions = self._positions(start, embeds)
+        if cache is not None and (mask is not None or positions is not None):
+            raise ValueError("a mask and positions are taken without a cache only")
+        if (mask is not None or positions is not None) and not self.takes_mask:
+            raise ValueError(f"{self._options.model} takes no custom mask or positions")
         dtype = embeds.dtype  # the world model's; the LLM's weights may be in another (backbone.dtype)
         embeds = embeds.to(self.model.get_input_embeddings().weight.dtype)
+        inputs = self._inputs(start, embeds, mask, positions)
         if cache is None:
-            return self.model(inputs_embeds=embeds, use_cache=False, **positions).last_hidden_state.to(dtype)
+            return self.model(inputs_embeds=embeds, use_cache=False, **inputs).last_hidden_state.to(dtype)
         if embeds.shape[0] != cache.batch_size:
             raise ValueError(f"batch of {embeds.shape[0]} for a cache of {cache.batch_size} sequences")
-        kwargs = {self._keyword: cache.past, **positions}
+        kwargs = {self._keyword: cache.past, **inputs}
         out = self.model(inputs_embeds=embeds, use_cache=True, **kwargs).last_hidden_state
         cache.tokens = end
         if cache.held() != end:  # a model that ignores the cache keyword still returns plausible states
@@ -207,6 +243,14 @@ class LLMBackbone(Backbone):
             "trainable_parameters": parameter_count(self, trainable=True),
             "token_table_parameters": self.model.get_input_embeddings().weight.numel(),
         }
+
+
+def _takes_mask(model) -> bool:
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
+
+    plain = all(type(layer) is DynamicLayer for layer in DynamicCache(config=model.config).layers)
+    return plain and model.config._attn_implementation in ("sdpa", "eager")
 
 
 def _drop_frozen_base(module: LLMBackbone, state_dict, prefix: str, local_metadata) -> None:

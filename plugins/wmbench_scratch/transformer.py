@@ -24,6 +24,59 @@ class KVCache:
     def select(self, index: torch.Tensor) -> KVCache:
         return KVCache([k[index] for k in self.keys], [v[index] for v in self.values], self._num_tokens)
 
+    def drop(self, n: int) -> None:
+        """Forget the last ``n`` tokens: later ones overwrite their keys and values."""
+        if not 0 <= n <= self._num_tokens:
+            raise ValueError(f"cannot drop {n} of {self._num_tokens} tokens")
+        self._num_tokens -= n
+
+
+def attend(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    cache: KVCache | None,
+    layer: int,
+    *,
+    dropout: float,
+    mask: torch.Tensor | None = None,
+    causal: bool = True,
+) -> torch.Tensor:
+    """Attention of heads ``[B, H, T, hd]``: causal, or through ``mask`` (``[T, T]``, True: may attend) without a
+    cache; with a cache, appends k/v at its end and attends causally over all of it."""
+    if cache is None:
+        return F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, is_causal=causal and mask is None, dropout_p=dropout
+        )
+    start, t = cache.num_tokens, q.size(2)
+    cache.keys[layer][:, :, start : start + t] = k
+    cache.values[layer][:, :, start : start + t] = v
+    k, v = cache.keys[layer][:, :, : start + t], cache.values[layer][:, :, : start + t]
+    # Query i sits at position start + i and sees keys up to there.
+    causal_mask = torch.ones(t, start + t, dtype=torch.bool, device=q.device).tril(diagonal=start) if t > 1 else None
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=causal_mask, dropout_p=dropout)
+
+
+def positions_of(
+    embeds: torch.Tensor,
+    cache: KVCache | None,
+    max_tokens: int,
+    mask: torch.Tensor | None = None,
+    positions: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The positions of ``embeds``: the cache's next ones, checked against ``max_tokens``, or those given (a mask and
+    positions are taken without a cache only; a position table refuses any past its end)."""
+    start, t = (0 if cache is None else cache.num_tokens), embeds.size(1)
+    if cache is not None and (mask is not None or positions is not None):
+        raise ValueError("a mask and positions are taken without a cache only")
+    if positions is None:
+        if start + t > max_tokens:
+            raise ValueError(f"sequence of {start + t} tokens exceeds max_tokens={max_tokens}")
+        return torch.arange(start, start + t, device=embeds.device)
+    if positions.shape != (t,):
+        raise ValueError(f"positions of shape {tuple(positions.shape)} for {t} tokens")
+    return positions
+
 
 class SelfAttention(nn.Module):
     def __init__(self, dim: int, num_heads: int, dropout: float):
@@ -36,22 +89,10 @@ class SelfAttention(nn.Module):
         b, t, d = x.shape
         return x.view(b, t, self.num_heads, d // self.num_heads).transpose(1, 2)
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None, layer: int) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: KVCache | None, layer: int, mask: torch.Tensor | None) -> torch.Tensor:
         b, t, d = x.shape
         q, k, v = self._heads(self.query(x)), self._heads(self.key(x)), self._heads(self.value(x))
-        dropout = self.dropout if self.training else 0.0
-        if cache is None:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout)
-        else:
-            start = cache.num_tokens
-            cache.keys[layer][:, :, start : start + t] = k
-            cache.values[layer][:, :, start : start + t] = v
-            k, v = cache.keys[layer][:, :, : start + t], cache.values[layer][:, :, : start + t]
-            # Query i sits at position start + i and sees keys up to there.
-            mask = None
-            if t > 1:
-                mask = torch.ones(t, start + t, dtype=torch.bool, device=x.device).tril(diagonal=start)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+        y = attend(q, k, v, cache, layer, dropout=self.dropout if self.training else 0.0, mask=mask)
         return self.resid_drop(self.proj(y.transpose(1, 2).reshape(b, t, d)))
 
 
@@ -62,13 +103,15 @@ class Block(nn.Module):
         self.attn = SelfAttention(dim, num_heads, dropout)
         self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim), nn.Dropout(dropout))
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None, layer: int) -> torch.Tensor:
-        x = x + self.attn(self.ln1(x), cache, layer)
+    def forward(self, x: torch.Tensor, cache: KVCache | None, layer: int, mask: torch.Tensor | None) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x), cache, layer, mask)
         return x + self.mlp(self.ln2(x))
 
 
 class ScratchTransformer(Backbone):
     """The IRIS world-model transformer (its parameter names follow the reference checkpoint)."""
+
+    takes_mask = True
 
     def __init__(self, shape: BackboneShape):
         super().__init__()
@@ -93,17 +136,19 @@ class ScratchTransformer(Backbone):
         shape = (batch_size, self.num_heads, self.max_tokens, self.d_model // self.num_heads)
         return KVCache([p.new_zeros(shape) for _ in self.blocks], [p.new_zeros(shape) for _ in self.blocks])
 
-    def forward(self, embeds: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
-        start = 0 if cache is None else cache.num_tokens
-        t = embeds.size(1)
-        if start + t > self.max_tokens:
-            raise ValueError(f"sequence of {start + t} tokens exceeds max_tokens={self.max_tokens}")
-        positions = torch.arange(start, start + t, device=embeds.device)
-        x = self.drop(embeds + self.pos_emb(positions))
+    def forward(
+        self,
+        embeds: torch.Tensor,
+        cache: KVCache | None = None,
+        *,
+        mask: torch.Tensor | None = None,
+        positions: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        x = self.drop(embeds + self.pos_emb(positions_of(embeds, cache, self.max_tokens, mask, positions)))
         for layer, block in enumerate(self.blocks):
-            x = block(x, cache, layer)
+            x = block(x, cache, layer, mask)
         if cache is not None:
-            cache._num_tokens += t
+            cache._num_tokens += embeds.size(1)
         return self.ln_f(x)
 
     def describe(self) -> dict[str, Any]:

@@ -157,22 +157,16 @@ def measure(config, batch: int, repeats: int, log: Callable[[str], None] = lambd
     log("imagination")
     wm.eval()
     dream = DreamEnv(tokenizer, wm, generator)
-    cycle = (wm.transformer.max_tokens - k) // tpb  # steps from a reset until the cache is rebuilt
+    cycle = cycle_steps(wm)
     actions = torch.from_numpy(seen["actions"][:batch]).long().to(device)
-
-    def imagine_cycle(decode: bool) -> list[float]:
-        dream.reset(first)
-        with torch.no_grad():
-            wm(dream.obs_tokens)  # a cache-free pass: the first step finds the weights as warm as later ones do
-        return [timer(lambda: dream.step(actions, decode)) for _ in range(cycle)]
 
     with autocast:
         dream.reset(first)
         dream.step(actions, True)  # warm-up
-        with_decode = [sum(imagine_cycle(True)) for _ in range(repeats)]
+        with_decode = [sum(imagine_cycle(dream, first, actions, True, timer)) for _ in range(repeats)]
         without, start = [], time.perf_counter()
         while len(without) < repeats or (time.perf_counter() - start < CONTEXT_SECONDS and len(without) < 50):
-            without.append(imagine_cycle(False))
+            without.append(imagine_cycle(dream, first, actions, False, timer))
     rows.append(Row("imagine_frames_per_s", "frames/s", tuple(batch * cycle / s for s in with_decode), 1.0))
     rows.append(Row("imagine_frames_per_s_no_decode", "frames/s", tuple(batch * cycle / sum(c) for c in without), 1.0))
     rows.append(Row("imagine_ms_per_frame_short_context", "ms/frame", tuple(1000 * c[0] / batch for c in without)))
@@ -217,6 +211,22 @@ def measure(config, batch: int, repeats: int, log: Callable[[str], None] = lambd
         Row("matmul_gflops", "GFLOP/s", tuple(matmul_gflops(device, config.bf16, timer) for _ in range(repeats)))
     )
     return rows
+
+
+def cycle_steps(wm) -> int:
+    """Imagined steps from a reset until the world model's cache is rebuilt (19 at the iris preset)."""
+    return (wm.transformer.max_tokens - wm.tokens_per_frame) // wm.tokens_per_block
+
+
+def imagine_cycle(dream, first, actions, decode: bool, timer: Timer) -> list[float]:
+    """Seconds of each step of a :class:`DreamEnv` from a reset on frames ``first`` until its cache is rebuilt, every
+    step taking ``actions``."""
+    import torch
+
+    dream.reset(first)
+    with torch.no_grad():
+        dream.world_model(dream.obs_tokens)  # a cache-free pass: the first step finds the weights as warm as later ones
+    return [timer(lambda: dream.step(actions, decode)) for _ in range(cycle_steps(dream.world_model))]
 
 
 def _reset_peak_memory(device) -> None:

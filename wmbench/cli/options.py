@@ -57,9 +57,9 @@ def check_device(device: str | None) -> None:
 
 
 quiet_option = click.option(
-    "--quiet", "-q", is_flag=True, help="No progress bars and no per-epoch lines (errors and the last line only)."
+    "--quiet", "-q", is_flag=True, help="No progress bars and no progress lines (errors and the last line only)."
 )
-"""Progress bars show on a terminal only; logs and pipes get one line per epoch, --quiet not even that."""
+"""Progress bars show on a terminal only; logs and pipes get one line per epoch or cell, --quiet not even that."""
 
 
 def run_options(f):

@@ -45,7 +45,7 @@ def world_model(backbone, game, preset, tokenizer, seed, overrides, out, device,
     """
     from wmbench import config as cfg
     from wmbench.progress import Progress
-    from wmbench.rundir import RunDir
+    from wmbench.rundir import OBS_LOSS, RunDir
     from wmbench.tracks.world_model import WorldModelTrack
 
     with Progress.for_terminal(quiet, click.echo) as progress:
@@ -69,7 +69,7 @@ def world_model(backbone, game, preset, tokenizer, seed, overrides, out, device,
             sys.exit(130)
     target = summary["frames_to_target"]
     click.echo(
-        f"done: held-out next-token loss {summary['final']['heldout/loss/observations']:.4f} after {summary['env_steps']} "
+        f"done: held-out next-token loss {summary['final'][OBS_LOSS]:.4f} after {summary['env_steps']} "
         f"frames; target {summary['target_loss']} reached {'after ' + str(target) + ' frames' if target else 'at no budget'}; "
         f"{summary['wall_time_s']:.0f}s; summary in {run_dir.summary}"
     )

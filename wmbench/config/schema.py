@@ -46,6 +46,10 @@ class WorldModelConfig:
     """Width of the world model's token embeddings and heads."""
     dropout: float = 0.1
     """Dropout on embeddings, attention and residuals."""
+    parallel: bool = False
+    """Predict the K tokens of the next frame at once, from K learned queries after the action (REM's parallel
+    observation prediction, not IRIS's token-by-token), so that an imagined frame costs one backbone call instead of
+    K + 1. Needs a backbone that takes an attention mask (``takes_mask``: scratch, llm-* but Mamba, vit, clip)."""
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,10 @@ class Cache(Protocol):
     def select(self, index: torch.Tensor) -> Cache:
         """The cache restricted to the batch rows in ``index`` (batch pruning)."""
 
+    def drop(self, n: int) -> None:
+        """Forget the last ``n`` tokens fed, in place: the cache is as it was before them. Needed only of a backbone
+        that declares ``takes_mask``."""
+
 
 class Backbone(nn.Module):
     """Turns embeddings ``[B, T, d_model]`` into hidden states ``[B, T, d_model]``, causally.
@@ -44,19 +48,37 @@ class Backbone(nn.Module):
     Output at position t depends on inputs at positions <= t only. With a cache, ``forward`` continues
     the sequence the cache holds and must give what a full forward over the whole sequence gives.
     A backbone sees embeddings only: tokens, actions and rewards belong to the world model.
+
+    Optional capability, declared by ``takes_mask`` (parallel frame prediction needs it): without a cache,
+    ``forward`` takes an attention ``mask`` and the tokens' ``positions`` in place of the causal mask and positions
+    ``0 .. T - 1``, and its cache can ``drop`` the last tokens fed.
     """
 
     d_model: int
     """Width of the embeddings it takes and the hidden states it returns."""
     max_tokens: int
-    """Longest sequence (cache included) it accepts."""
+    """Longest sequence (cache included) it accepts; without a cache, positions up to ``max_tokens - 1``."""
+    takes_mask: bool = False
+    """Whether ``forward`` takes ``mask`` and ``positions``, and its cache ``drop``."""
 
     def new_cache(self, batch_size: int) -> Cache:
         """An empty cache for ``batch_size`` sequences of up to ``max_tokens`` tokens."""
         raise NotImplementedError
 
-    def forward(self, embeds: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:
-        """Hidden states for ``embeds``; with a cache, appends to it (in place) and attends over it."""
+    def forward(
+        self,
+        embeds: torch.Tensor,
+        cache: Cache | None = None,
+        *,
+        mask: torch.Tensor | None = None,
+        positions: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Hidden states for ``embeds``; with a cache, appends to it (in place) and attends over it.
+
+        With ``takes_mask``, and no cache: ``mask`` (bool ``[T, T]``, True where token i may attend to token j) and
+        ``positions`` (``[T]``, each below ``max_tokens``; they may repeat) replace the causal mask and positions
+        ``0 .. T - 1``; T may then exceed ``max_tokens``. Given a causal mask and those positions, the output is the
+        causal forward's."""
         raise NotImplementedError
 
     def observation_embedding(self, vocab_size: int) -> nn.Module | None:

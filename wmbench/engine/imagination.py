@@ -4,6 +4,10 @@ One imagined step costs ``K + 1`` sequential backbone calls with the cache: the 
 end are sampled there, and the first observation token), then the K observation tokens one by one. The last
 step of a rollout only needs its reward and end: one call, as the reference does. When the cache cannot take
 another block, it is rebuilt from the current frame alone, as the reference does.
+
+With parallel frame prediction a step is one call: the current frame's tokens (kept out of the cache until the
+action is known), the action and the K queries, whose predictions are the next frame; the cache then drops the
+queries. The last step of a rollout feeds the frame and action alone.
 """
 
 from __future__ import annotations
@@ -41,8 +45,10 @@ class DreamEnv:
         return self.tokenizer.decode(self.obs_tokens)
 
     def _refresh(self) -> None:
+        """A new cache holding the current frame (with parallel prediction, nothing: the step feeds the frame)."""
         self.cache = self.world_model.transformer.new_cache(self.obs_tokens.size(0))
-        self.world_model(self.obs_tokens, self.cache)
+        if not self.world_model.parallel:
+            self.world_model(self.obs_tokens, self.cache)
 
     @torch.no_grad()
     def step(
@@ -56,19 +62,28 @@ class DreamEnv:
         ``observe=False`` (a rollout's last step) samples the reward and end only: one backbone call, no
         observation tokens, no frame; the env then cannot step again until ``reset``."""
         wm = self.world_model
-        if self.cache.num_tokens + wm.tokens_per_block > wm.transformer.max_tokens:
+        fed = wm.tokens_per_block + (wm.tokens_per_frame if wm.parallel else 0)  # the cache's growth, queries included
+        if self.cache.num_tokens + fed > wm.transformer.max_tokens:
             self._refresh()
-        hidden = wm(actions[:, None], self.cache)[:, -1]
-        rewards = sample(wm.head_rewards(hidden), self.generator).float() - 1
-        ends = sample(wm.head_ends(hidden), self.generator).bool()
+        if wm.parallel:
+            frame_and_action = torch.cat([self.obs_tokens, actions[:, None]], dim=1)
+            hidden = wm(frame_and_action, self.cache, queries=observe)
+            at_action, predicted = hidden[:, wm.tokens_per_frame], hidden[:, wm.tokens_per_block :]
+        else:
+            at_action = wm(actions[:, None], self.cache)[:, -1]
+        rewards = sample(wm.head_rewards(at_action), self.generator).float() - 1
+        ends = sample(wm.head_ends(at_action), self.generator).bool()
         if not observe:
             del self.obs_tokens, self.cache  # nothing to step from until reset()
             return None, rewards, ends
-        tokens = []
-        for _ in range(wm.tokens_per_frame):
-            tokens.append(sample(wm.head_observations(hidden), self.generator))
-            hidden = wm(tokens[-1][:, None], self.cache)[:, -1]
-        self.obs_tokens = torch.stack(tokens, dim=1)
+        if wm.parallel:
+            self.obs_tokens = sample(wm.head_observations(predicted), self.generator)
+        else:
+            tokens, hidden = [], at_action
+            for _ in range(wm.tokens_per_frame):
+                tokens.append(sample(wm.head_observations(hidden), self.generator))
+                hidden = wm(tokens[-1][:, None], self.cache)[:, -1]
+            self.obs_tokens = torch.stack(tokens, dim=1)
         return (self.tokenizer.decode(self.obs_tokens) if decode else None), rewards, ends
 
 

@@ -411,7 +411,7 @@ class Trainer:
             "eval_return_mean": mean,
             "human_normalised_score": self.game.human_normalised(mean),
             "score_caveats": score_notes.score_caveats(self.config),
-            "paper_departures": score_notes.paper_departures(self.agent.tokenizer.describe()),
+            "paper_departures": score_notes.paper_departures(self.config, self.agent.tokenizer.describe()),
         }
 
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from wmbench import files
 from wmbench.errors import WmbenchError
+from wmbench.rundir import RunDir
 
 QUEUED, RUNNING, ENDED = "queued", "running", "ended"
 """What :meth:`Executor.states` reports of a job: waiting for resources, running, or over (whatever the outcome:
@@ -61,7 +62,7 @@ class Task:
 
     def resumed(self) -> Task:
         """The task that continues this cell from its checkpoint (or starts it again without one)."""
-        has_checkpoint = (self.folder / "checkpoints" / "last.pt").is_file()
+        has_checkpoint = RunDir(self.folder).last_checkpoint.is_file()
         return dataclasses.replace(self, args=self.resume_args) if has_checkpoint and self.resume_args else self
 
     def argv(self, python: str = sys.executable) -> list[str]:
@@ -110,7 +111,7 @@ def run_task(task: Task, started: typing.Callable[[subprocess.Popen], None] | No
         shutil.rmtree(task.folder)
     if not task.resumes and task.make_folder:
         task.folder.mkdir(parents=True)
-    log_path = task.folder / "log.txt" if task.folder.is_dir() else task.pending_log
+    log_path = RunDir(task.folder).log_file if task.folder.is_dir() else task.pending_log
     log_path.parent.mkdir(parents=True, exist_ok=True)
     if log_path != task.pending_log and task.pending_log.is_file():  # the output of an attempt killed mid-run
         with open(log_path, "ab") as log:
@@ -132,9 +133,9 @@ def run_task(task: Task, started: typing.Callable[[subprocess.Popen], None] | No
         if started:
             started(proc)
         returncode = proc.wait()
-    if log_path != task.folder / "log.txt":
+    if log_path != RunDir(task.folder).log_file:
         task.folder.mkdir(parents=True, exist_ok=True)
-        os.replace(log_path, task.folder / "log.txt")
+        os.replace(log_path, RunDir(task.folder).log_file)
     if task.rename and returncode == 0 and task.rename[0].is_file():
         os.replace(*task.rename)
     files.write_json(task.record, {"returncode": returncode, "duration_s": round(time.perf_counter() - start, 1)})

@@ -284,8 +284,16 @@ def test_rollout_weights_compute_the_same_function(mode):
         assert dict(backbone.named_modules()) == training_modules
         torch.testing.assert_close(merged, expected, atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(stepped, expected, atol=1e-4, rtol=1e-4)
-        with torch.autocast("cpu", dtype=torch.bfloat16), backbone.rollout():  # autocast recasts plain products only
-            assert not any(type(m) is PackedLinear for m in backbone.modules())
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # bf16=true: weights packed in bfloat16 once, not per call
+            expected = backbone(x)
+            with backbone.rollout():
+                linear = [m for m in backbone.modules() if isinstance(m, torch.nn.Linear)]
+                assert all(type(m) is PackedLinear and m.weight.dtype == torch.bfloat16 for m in linear)
+                merged = backbone(x)
+                cache = backbone.new_cache(2)
+                stepped = torch.cat([backbone(x[:, i : i + 3], cache) for i in range(0, 12, 3)], dim=1)
+        for got in (merged, stepped):  # bfloat16 products in another order: to bfloat16's precision
+            assert got.dtype == torch.float32 and (got - expected).abs().max() < 0.02 * expected.abs().max()
     backbone.train()
     with backbone.rollout():  # train mode: dropout is on, nothing is swapped
         assert dict(backbone.named_modules()) == training_modules
@@ -302,7 +310,8 @@ def test_packed_linear_is_the_plain_product():
 
 def test_the_cache_is_written_in_place():
     """Keys and values go into buffers allocated once for max_tokens; a selected copy continues on its own buffers,
-    a longer sequence gets larger ones; each equals transformers' own growing cache."""
+    dropped tokens are overwritten in place, a longer sequence gets larger buffers; each equals transformers' own
+    growing cache."""
     backbone = build("tiny-llama", pretrained=False).eval()
     x = torch.randn(3, 20, 64)
     with torch.no_grad():
@@ -317,6 +326,11 @@ def test_the_cache_is_written_in_place():
         torch.testing.assert_close(backbone(x[rows, 15:], pruned), backbone(x[rows])[:, 15:])
         assert layer.keys.shape == (3, 2, 15, 16) and pruned.past.layers[0]._keys.shape[0] == 2
         torch.testing.assert_close(backbone(x[:, 15:], cache), backbone(x)[:, 15:])
+        buffer = layer._keys
+        cache.drop(4)  # parallel prediction drops its queries: the next tokens overwrite them in the same buffers
+        assert layer.keys.shape[2] == 16 and layer._keys is buffer
+        torch.testing.assert_close(backbone(x[:, 16:], cache), backbone(x)[:, 16:])
+        assert layer._keys is buffer and layer.keys.data_ptr() == buffer.data_ptr()
         longer = PreallocatedLayer(4)
         for i in range(3):
             keys, _ = longer.update(x[:2, None, 3 * i : 3 * i + 3], x[:2, None, 3 * i : 3 * i + 3])

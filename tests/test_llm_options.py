@@ -84,11 +84,17 @@ def test_a_cache_that_stops_growing_fails_at_once():
         probe_backbone(backbone, "llm-frozen", "wmbench")
 
 
-def test_rwkv_is_refused_in_one_line(tmp_path):
+def test_rwkv_is_refused_in_one_line(tmp_path, monkeypatch):
+    """RWKV takes no cache keyword (it swallows any): refused at build; and were it passed one, by the probe."""
     rwkv = folder_with(tmp_path, "rwkv", model_type="rwkv", hidden_size=32, num_hidden_layers=2, vocab_size=64,
                        context_length=64, attention_hidden_size=32, intermediate_size=64)  # fmt: skip
     with pytest.raises(WmbenchError, match=r"\(rwkv\) takes no transformers cache .*: supported are decoder-only") as e:
         build(rwkv, pretrained=False)
+    assert "\n" not in str(e.value)
+    monkeypatch.setattr("wmbench_llm.loading.cache_keyword", lambda model, name: "cache")
+    backbone = build(rwkv, pretrained=False)
+    with pytest.raises(WmbenchError, match="failed the build-time probe: .* did not use its cache: it holds 0") as e:
+        probe_backbone(backbone, "llm-frozen", "wmbench")
     assert "\n" not in str(e.value)
 
 
@@ -253,6 +259,31 @@ def test_checkpoints_hold_adapters_and_check_the_base_revision(tmp_path):
         elsewhere.load_state_dict(torch.load(buffer, weights_only=True))
     full = build("tiny-llama", "full", pretrained=False)  # random weights: the checkpoint holds them all
     assert len(full.state_dict()) == len(full.model.state_dict()) + 1
+
+
+def test_hub_revision_is_loaded_recorded_and_checked(tmp_path, monkeypatch):
+    """backbone.revision picks the hub snapshot (a branch, tag or commit; here from an offline hub cache), the
+    backbone records its commit, and a checkpoint of another revision is refused."""
+    import huggingface_hub
+
+    repo = tmp_path / "models--someone--tiny"
+    for ref, commit, seed in (("main", "a" * 40, 0), ("v2", "b" * 40, 1)):
+        torch.manual_seed(seed)
+        config = transformers.AutoConfig.for_model(**LLAMA)
+        transformers.AutoModel.from_config(config).save_pretrained(repo / "snapshots" / commit)
+        (repo / "refs").mkdir(exist_ok=True)
+        (repo / "refs" / ref).write_text(commit)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    built = {rev: build("someone/tiny", "lora", revision=rev) for rev in (None, "v2", "b" * 40)}
+    assert {rev: b.revision for rev, b in built.items()} == {None: "a" * 40, "v2": "b" * 40, "b" * 40: "b" * 40}
+    up = {rev: b.model.get_base_model().layers[0].mlp.up_proj.weight for rev, b in built.items()}
+    assert torch.equal(up["v2"], up["b" * 40]) and not torch.equal(up["v2"], up[None])  # the v2 snapshot's weights
+    buffer = io.BytesIO()
+    torch.save(built[None].state_dict(), buffer)
+    buffer.seek(0)
+    with pytest.raises(WmbenchError, match=f"trained on 'someone/tiny' at revision {'a' * 40}, but .* {'b' * 40}"):
+        built["v2"].load_state_dict(torch.load(buffer, weights_only=True))
 
 
 def test_reused_embeddings_skip_special_and_untrained_rows(tmp_path):

@@ -207,8 +207,8 @@ class LLMBackbone(Backbone):
 
     def rollout(self) -> contextlib.AbstractContextManager[None]:
         """No-gradient rollouts in eval mode on inference weights (:func:`~wmbench_llm.inference.inference_weights`:
-        LoRA merged, 4-bit dequantised, oneDNN-packed on a CPU), built once on entry; the training modules are put
-        back on exit. In train mode (dropout on) nothing changes."""
+        LoRA merged, 4-bit dequantised, oneDNN-packed on a CPU, in bfloat16 under CPU bfloat16 autocast), built once
+        on entry; the training modules are put back on exit. In train mode (dropout on) nothing changes."""
         return contextlib.nullcontext() if self.training else inference_weights(self.model)
 
     def observation_embedding(self, vocab_size: int) -> nn.Module | None:

@@ -127,7 +127,7 @@ def inference_linear(module: nn.Module, pack: bool = True) -> nn.Linear | None:
         base, weight = module, _dense_weight(module)
     elif type(module) is nn.Linear or type(module).__name__ == "Conv1D":  # plain weights gain only by packing
         base, weight = module, _dense_weight(module)
-        if weight is None or not (pack and _pack_dtype(weight)):
+        if weight is None or not pack or _pack_dtype(weight) is None:
             return None
     else:
         return None

@@ -1,5 +1,6 @@
-"""The kit catches the two defects of the earlier LLM fork, a non-causal mask and a cache that forgets, and a
-declared mask capability that ignores the mask or positions or does not drop."""
+"""The kit catches the two defects of the earlier LLM fork, a non-causal mask and a cache that forgets, names a
+cache left in another dtype than its module, and catches a declared mask capability that ignores the mask or
+positions or does not drop."""
 
 import subprocess
 import sys
@@ -37,6 +38,14 @@ class Forgetful(scratch.ScratchTransformer):
                 keys.normal_()
                 values.normal_()
         return super().forward(embeds, cache)
+
+
+class Float32Cache(scratch.ScratchTransformer):
+    """A cache allocated in float32 whatever the module's dtype."""
+
+    def new_cache(self, batch_size):
+        cache = super().new_cache(batch_size)
+        return scratch.KVCache([k.float() for k in cache.keys], [v.float() for v in cache.values])
 
 
 class Maskless(scratch.ScratchTransformer):
@@ -96,6 +105,13 @@ def test_kit_rejects_a_bidirectional_backbone():
 def test_kit_rejects_a_fake_cache():
     with pytest.raises(AssertionError, match="cache"):
         check_backbone(_make(Forgetful))
+
+
+def test_kit_names_a_cache_left_in_another_dtype():
+    with pytest.raises(
+        AssertionError, match=r"cache after .to\(torch.bfloat16\): new_cache\(\) must follow the module"
+    ):
+        check_backbone(_make(Float32Cache))
 
 
 @pytest.mark.parametrize(

@@ -88,6 +88,12 @@ def test_metrics_and_summary(straight):
     ):
         assert key in written
     assert summary["env_steps"] == 120
+    import wmbench
+
+    assert written["plugins"] == {  # which package, at which version, built the backbone and the tokenizer
+        "backbone": {"name": "scratch", "plugin": "scratch", "package": "wmbench", "version": wmbench.__version__},
+        "tokenizer": {"name": "vqvae", "plugin": "vqvae", "package": "wmbench", "version": wmbench.__version__},
+    }
     state = torch.load(run.last_checkpoint, weights_only=True)
     assert {k.split(".")[0] for k in state["agent"]} == {
         "tokenizer",
@@ -115,6 +121,20 @@ def test_stop_and_resume_equals_never_stopping(registry, tmp_path, straight):
     resumed = _trainer(registry, tmp_path / "run")
     line = resumed.resume()
     assert "after epoch 1" in line and "replayed" in line
+    assert resumed.fit()["eval_returns"] == summary["eval_returns"]
+    assert _stable(resumed.run.read_metrics()) == _stable(run.read_metrics())
+    _same_episodes(resumed.run, run)
+
+
+def test_fixed_shape_imagination_trains_as_the_eager_path(registry, tmp_path, straight):
+    """Imagination with fixed shapes, switched on at a resume (it changes how imagination computes, not what): the
+    same metrics, episodes and returns as the eager run."""
+    run, summary = straight
+    first = _trainer(registry, tmp_path / "run")
+    first.stop_requested = True
+    assert first.fit() is None and first.epoch == 1  # the actor-critic trains from epoch 3 on
+    resumed = _trainer(registry, tmp_path / "run", ["training.actor_critic.fixed_shape=true"])
+    resumed.resume()
     assert resumed.fit()["eval_returns"] == summary["eval_returns"]
     assert _stable(resumed.run.read_metrics()) == _stable(run.read_metrics())
     _same_episodes(resumed.run, run)

@@ -88,6 +88,7 @@ def markdown_table(path: Path) -> str:
         "actor_critic_updates_per_s": "AC updates/s",
         "peak_memory_mb": "peak MB",
         "wm_loss": "WM loss",
+        "projected_hours": "projected run (h)",
     }
     order = pd.MultiIndex.from_frame(df[setup].drop_duplicates())  # setups in the order they were measured
     wide = df.pivot_table(index=setup, columns="measure", values="median", aggfunc="last").reindex(order)
@@ -99,7 +100,8 @@ def markdown_table(path: Path) -> str:
 
 
 def suite_page(suite: Path, setups: list, csv_path: Path) -> str:
-    """The Markdown page beside a suite's CSV: its table, and the suite's setups that have no rows yet."""
+    """The Markdown page beside a suite's CSV: its table, and the suite's setups (its cells, with backbone,
+    tokenizer, preset, overrides and batch) that have no rows yet."""
     import pandas as pd
 
     df = pd.read_csv(csv_path, keep_default_na=False)

@@ -152,7 +152,7 @@ def load_or_collect(game: str, env: EnvConfig, track: WorldModelTrackConfig, see
                 "env": json.dumps(dataclasses.asdict(env)),
                 **{p: [{f: getattr(e, f) for f in fields} for e in episodes] for p, episodes in parts.items()},
             })  # fmt: skip
-    data = files.load_torch(path)
+    data = files.load_torch(path, what="dataset")
     if not isinstance(data, dict) or data.get("format") != FORMAT or any(p not in data for p in PARTS):
         raise WmbenchError(f"dataset {path} is not a {FORMAT} file; delete it to collect it again")
     return Dataset(**{p: [Episode(**e) for e in data[p]] for p in PARTS}, file=path)

@@ -31,6 +31,7 @@ from wmbench.engine.imagination import DreamEnv
 from wmbench.engine.replay import Episode
 from wmbench.engine.tokenizer import Tokenizer
 from wmbench.engine.world_model import WorldModel
+from wmbench.errors import WmbenchError
 from wmbench.tracks.dataset import windows
 
 GROUPS = ("all", "no_history", "history", "changed", "unchanged")
@@ -177,6 +178,11 @@ def rollouts(
     ``burn_in`` real frames, against the real frames and beside copying the last real frame."""
     horizon = max(steps)
     found = [(i, s) for i, e in enumerate(episodes) for s in range(len(e) - burn_in - horizon + 1)]
+    if not found:
+        raise WmbenchError(
+            f"no held-out episode is as long as world_model_track.rollout_burn_in + the longest rollout step "
+            f"({burn_in + horizon} frames); lower them or raise world_model_track.dataset_steps"
+        )
     picked = [found[j] for j in np.unique(np.linspace(0, len(found) - 1, min(starts, len(found))).round().astype(int))]
     runs = [p for p in picked for _ in range(samples)]
     generator = torch.Generator(device=device).manual_seed(seed)

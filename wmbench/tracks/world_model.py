@@ -128,18 +128,21 @@ class WorldModelTrack:
         t.observers.checkpoint_saved(self.run.last_checkpoint, t.epoch)
 
     def resume(self) -> str:
-        """Continue after the last finished run; returns a line saying from where."""
+        """Continue after the last finished run (or start over, when stopped before the first); returns a line saying
+        from where."""
         from wmbench.checkpoints import check_same_run
 
         path, t = self.run.last_checkpoint, self.trainer
+        if not path.exists():
+            self.run.roll_back(0)
+            return f"{self.run.path} has no checkpoint yet: starting it over from the first run"
         state = files.load_torch(path)
         if not isinstance(state, dict) or state.get("format") != PROGRESS_FORMAT:
             raise WmbenchError(f"{path} is not the progress of a world-model-track run")
         check_same_run(state, cfg.to_dict(self.config), path)
         t.epoch, t.wall_time = state["epoch"], state["wall_time"]
         self.candidates, self.rows = state["candidates"], {int(b): r for b, r in state["rows"].items()}
-        self.run.truncate_metrics(t.epoch)
-        self.run.remove_partial_writes()
+        self.run.roll_back(t.epoch)
         return f"resumed {self.run.path} after {t.epoch} run(s): budgets done {sorted(self.rows) or 'none'}"
 
     # One run -----------------------------------------------------------------------------------------

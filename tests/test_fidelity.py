@@ -33,9 +33,41 @@ def test_lpips_off_is_said(registry):
     assert "LPIPS off" in cfg.load_preset("iris")["meta"]["description"]
 
 
+def test_describe_says_lpips_off_and_not_a_score():
+    from test_cli import wmbench
+
+    result = wmbench("describe", "--preset", "smoke", "--game", "Pong", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["paper_departures"] == ["LPIPS off (the paper's tokenizer loss adds it)"]
+    assert data["score_caveats"] == ["test episodes cut at 3,000 frames", "pipeline preset smoke"]
+
+
+def test_iris_preset_resizes_each_frame_bilinear_then_pools(registry):
+    """The iris preset's env config through the wrappers the runs use: every frame resized (PIL bilinear), then the
+    last two of a skip max-pooled (the other order gives other pixels on these noise frames)."""
+    from dataclasses import replace
+
+    from PIL import Image
+    from test_envs import FakeLarge
+
+    from wmbench.envs import atari
+
+    iris = cfg.resolve("iris", "Pong", 0, "vqvae", "scratch", [], registry).env
+    env = atari.wrap(FakeLarge(), replace(iris, size=8), train=False)
+    env.reset()  # and the test env's one no-op: the first step sees frames 2 to 5
+
+    def resized(t):
+        frame = np.random.default_rng(t).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+        return np.asarray(Image.fromarray(frame).resize((8, 8), Image.BILINEAR))
+
+    assert np.array_equal(env.step(0)[0], np.maximum(resized(4), resized(5)))
+
+
 def test_compare_keeps_cut_scores_out_of_aggregates_beside_published(tmp_path):
     pytest.importorskip("pandas")
     from wmbench.report.agent import runs_table, score_matrices
+    from wmbench.report.compare import compare
     from wmbench.report.runs import load_run
 
     folders = []
@@ -44,6 +76,7 @@ def test_compare_keeps_cut_scores_out_of_aggregates_beside_published(tmp_path):
         cut = write_run(tmp_path / "cut" / str(seed), "Pong", "gpt2", seed, 1)
         summary = json.loads((cut / "summary.json").read_text())
         summary["score_caveats"] = ["test episodes cut at 3,000 frames"]
+        summary["paper_departures"] = ["LPIPS off (the paper's tokenizer loss adds it)"]
         (cut / "summary.json").write_text(json.dumps(summary))
         folders.append(cut)
     df = runs_table([load_run(f) for f in folders])
@@ -53,6 +86,8 @@ def test_compare_keeps_cut_scores_out_of_aggregates_beside_published(tmp_path):
     assert any("2 run(s) left out" in n and "cut at 3,000" in n for n in beside.notes)
     alone = score_matrices(df, ["scratch", "gpt2"], [])
     assert alone.matrices["gpt2"].shape == (2, 1)  # among the runs themselves they still compare
+    report = compare(folders, tmp_path / "out", ["IRIS"], reps=50).read_text()
+    assert "2 run(s) depart from the paper's setup: LPIPS off" in report and "2 run(s) left out" in report
 
 
 # The built-in toy suite: Catcher ------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""``wmbench bench``: well-formed rows beside ALE's, the CSV it appends to, suites and their table, bad input."""
+"""``wmbench bench``: well-formed rows beside ALE's, the CSV it appends to, suites (throughput benchmark files) and
+their table, bad input."""
 
 import csv
 import json
@@ -11,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from wmbench.bench.results import COLUMNS, append_csv, suite_page
-from wmbench.bench.suite import load_suite
+from wmbench.benchmark import cells, load_benchmark
 from wmbench.cli import cli
 from wmbench.errors import WmbenchError
 
@@ -24,6 +25,9 @@ MEASURES = {
     "tokenizer_encode_frames_per_s", "tokenizer_decode_frames_per_s", "actor_critic_updates_per_s", "peak_memory_mb",
     "matmul_gflops",
 }  # fmt: skip
+
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 def bench(*args):
@@ -87,7 +91,8 @@ def test_suite_writes_rows_and_a_table(tmp_path):
     suite = tmp_path / "suite.toml"
     sets = ", ".join(f'"{s}"' for s in TINY[1::2])
     suite.write_text(
-        f'name = "t"\ngame = "Pong"\nrepeats = 1\nbatch = 2\n\n[[setups]]\nbackbone = "scratch"\npreset = "smoke"\nset = [{sets}]\n'
+        f'name = "t"\ntrack = "throughput"\npreset = "smoke"\ngames = ["Pong"]\nrepeats = 1\nbatch = 2\n\n'
+        f'[[backbones]]\nname = "scratch"\nset = [{sets}]\n'
     )
     out = tmp_path / "results" / "throughput.csv"
     result = bench("--suite", str(suite), "--csv", str(out))
@@ -97,7 +102,7 @@ def test_suite_writes_rows_and_a_table(tmp_path):
     assert "| device | threads | dtype | game | preset | backbone |" in table
     assert "| cpu | " in table and "| Pong | smoke | scratch |" in table and "imagined / ALE" in table
     assert "without rows" not in table
-    _, _, setups = load_suite(suite)
+    setups = cells(load_benchmark(suite))
     stopped = suite_page(suite, [*setups, replace(setups[0], preset="iris")], out)  # as if stopped before the second
     assert (
         "Setups of the suite without rows in the CSV (still running, or stopped before them): scratch at iris (world_model"
@@ -115,7 +120,8 @@ def test_suite_writes_rows_and_a_table(tmp_path):
     (["--batch", "0"], "0 is not in the range x>=1"),
     (["--repeats", "0"], "0 is not in the range x>=1"),
     (["--suite", "benchmarks/throughput.toml"], "--suite needs --csv"),
-    (["--suite", "no/such.toml", "--csv", "x.csv"], "suite file no/such.toml does not exist"),
+    (["--suite", "no/such.toml", "--csv", "x.csv"], "benchmark file no/such.toml does not exist"),
+    (["--suite", str(BENCHMARKS / "smoke.toml"), "--csv", "x.csv"], "--suite takes a benchmark file of the throughput"),
 ])  # fmt: skip
 def test_bad_input_is_one_line(args, expected, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -125,43 +131,55 @@ def test_bad_input_is_one_line(args, expected, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+SUITE = 'name = "t"\ntrack = "throughput"\npreset = "smoke"\ngames = ["Pong"]\n'
+
+
 @pytest.mark.parametrize("text, expected", [
-    ('[[setups]]\nbackbone = "scratch"\nrepeat = 2\n', "unknown key 'repeat' (did you mean 'repeats'?)"),
-    ('game = "Pong"\n', "'setups' must be a non-empty array"),
-    ('[[setups]]\nbackbone = "scratch"\nbatch = "8"\n', "'batch' must be an integer above zero"),
-    ('[[setups]]\nbackbone = 3\n', "'backbone' must be a string"),
-    ("[[setups]\n", "is not valid TOML"),
-    ('set = "a=1"\n[[setups]]\nbackbone = "scratch"\n', "'set' must be a list of KEY=VALUE strings, got 'a=1'"),
-    ('[[setups]]\nbackbone = "scratch"\nset = [1]\n', "setups[0]: 'set' must be a list of KEY=VALUE strings"),
+    ('[[backbones]]\nname = "scratch"\nrepeat = 2\n', "backbones[0]: unknown key 'repeat' (did you mean 'repeats'?)"),
+    ("", "'backbones' must be a non-empty array"),
+    ('[[backbones]]\nname = "scratch"\nbatch = "8"\n', "'batch' is a positive integer of the throughput track only"),
+    ('repeats = 0\n[[backbones]]\nname = "scratch"\n', "'repeats' is a positive integer of the throughput track only"),
+    ('[[backbones]]\nname = 3\n', "'name' must be a backbone id, got 3"),
+    ('[[backbones]]\nname = "scratch"\npreset = "iriss"\n', "backbones[0]: unknown preset 'iriss'"),
+    ('[[backbones]]\nname = "scratch"\ntokenizers = ["vit-qv"]\n', "unknown tokenizer 'vit-qv'"),
+    ('[[backbones]]\nname = "scratch"\ntokenizers = []\n', "backbones[0]: 'tokenizers' must be a non-empty list"),
+    ("[[backbones]\n", "is not valid TOML"),
+    ('set = "a=1"\n[[backbones]]\nname = "scratch"\n', "'set' must be a non-empty list of strs, got 'a=1'"),
+    ('[[backbones]]\nname = "scratch"\nset = [1]\n', "backbones[0]: 'set' must be a non-empty list of strs"),
 ])  # fmt: skip
 def test_bad_suites(text, expected, tmp_path):
     path = tmp_path / "suite.toml"
-    path.write_text(text)
+    path.write_text(SUITE + text)
     with pytest.raises(WmbenchError, match=re.escape(expected)):
-        load_suite(path)
+        load_benchmark(path)
 
 
 def test_suite_overrides_come_before_each_setups_own(tmp_path):
     path = tmp_path / "suite.toml"
     path.write_text(
-        'set = ["a=1", "b=2"]\n[[setups]]\nbackbone = "scratch"\n[[setups]]\nbackbone = "scratch"\nset = ["b=3"]\n'
+        SUITE + 'set = ["training.epochs=1", "world_model.max_blocks=3"]\n[[backbones]]\nname = "scratch"\n'
+        '[[backbones]]\nname = "scratch"\nlabel = "three"\nset = ["world_model.max_blocks=2"]\n'
     )
-    _, _, setups = load_suite(path)
-    assert [s.overrides for s in setups] == [("a=1", "b=2"), ("a=1", "b=2", "b=3")]
+    assert [c.overrides for c in cells(load_benchmark(path))] == [
+        ("training.epochs=1", "world_model.max_blocks=3"),
+        ("training.epochs=1", "world_model.max_blocks=3", "world_model.max_blocks=2"),
+    ]
 
 
 @pytest.mark.parametrize(
-    "name, presets", [("throughput.toml", {"smoke", "iris", "fast"}), ("throughput-smoke.toml", {"smoke", "fast"})]
+    "name, presets, count",
+    [("throughput.toml", {"smoke", "iris", "fast"}, 16), ("throughput-smoke.toml", {"smoke", "fast"}, 10)],
 )
-def test_the_shipped_suites_resolve(registry, name, presets):
+def test_the_shipped_suites_resolve(registry, name, presets, count):
     from wmbench import config as cfg
 
-    game, device, setups = load_suite(Path(__file__).parents[1] / "benchmarks" / name)
-    names = {s.backbone for s in setups}
-    assert names == {e for e in registry.entries["backbone"]}
+    suite = load_benchmark(BENCHMARKS / name)
+    setups = cells(suite)
+    assert suite.track == "throughput" and len(setups) == count
+    assert {s.backbone for s in setups} == {e for e in registry.entries["backbone"]}
     assert {s.preset for s in setups} == presets
     for s in setups:
-        cfg.resolve(s.preset, game, 0, s.tokenizer, s.backbone, list(s.overrides), registry, {"device": device})
+        cfg.resolve(s.preset, s.game, 0, s.tokenizer, s.backbone, list(s.overrides), registry, {"device": suite.device})
 
 
 @pytest.mark.slow

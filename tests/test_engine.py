@@ -74,6 +74,29 @@ def test_world_model_loss_reads_the_right_positions(agent):
     torch.testing.assert_close(loss, torch.stack(expected).mean())
 
 
+def test_the_world_model_adds_no_positions(agent):
+    """What the guide promises a backbone author: the embeddings the backbone receives say which token it is (and
+    whether an observation or an action) and nothing of where it stands; positions are the backbone's to add."""
+    wm = agent.world_model
+    seen = []
+    hook = wm.transformer.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach()))
+    k = wm.tokens_per_frame
+    frame = torch.full((k,), 3)  # one observation token everywhere, and the same action after each frame
+    block = torch.cat([frame, torch.tensor([1])])
+    wm(torch.stack([block, block, block]).flatten()[None])
+    wm(block[None], cache=_filled_cache(wm, block))  # the same block, continuing a cache at a later position
+    hook.remove()
+    embeds, continued = seen[0][0], seen[-1][0]
+    assert torch.equal(embeds[: k + 1], embeds[k + 1 : 2 * (k + 1)]) and torch.equal(embeds[: k + 1], continued)
+    assert torch.equal(embeds[0], embeds[k - 1]) and not torch.equal(embeds[k - 1], embeds[k])
+
+
+def _filled_cache(wm, block):
+    cache = wm.transformer.new_cache(1)
+    wm(block[None], cache=cache)
+    return cache
+
+
 def test_actor_critic_shapes_and_burn_in_mask(agent):
     ac = agent.actor_critic
     frames = torch.rand(3, 5, 3, 32, 32)

@@ -85,7 +85,7 @@ def test_disabled_plugins_do_not_load(monkeypatch):
 
 
 @pytest.mark.parametrize("source, problem", [
-    (BROKEN, "failed to load (ModuleNotFoundError: No module named 'wmbench_no_such_dependency')"),
+    (BROKEN, "failed to load (ModuleNotFoundError: No module named 'wmbench_no_such_dependency', at {site}/wmbench_t_broken.py:1)"),
     (HALF, "failed in wmbench_register_backbones (RuntimeError: half way)"),
     (MISSPELT, "does not fit the wmbench hooks"),
 ])  # fmt: skip
@@ -93,7 +93,7 @@ def test_a_broken_plugin_is_recorded_and_named(site, source, problem):
     add_package(site, "wmbench-t-broken", "0.3", {"broken": "wmbench_t_broken"}, {"wmbench_t_broken": source})
     reg = Registry(*plugin_manager())
     (line,) = reg.problems
-    assert line.startswith(f"plugin 'broken' from package 'wmbench-t-broken' {problem}"), line
+    assert line.startswith(f"plugin 'broken' from package 'wmbench-t-broken' {problem.format(site=site)}"), line
     assert line.endswith("; disable it with WMBENCH_DISABLE_PLUGINS=broken") and "\n" not in line
     assert reg.plugins["broken"].status == "failed" and reg.plugins["broken"].problem == line
     assert "half-a" not in reg.names("backbone") and not reg.manager.has_plugin("broken")  # nothing of it is kept
@@ -152,6 +152,8 @@ def test_help_and_plugins_work_beside_a_broken_plugin(tmp_path):
         "status": "loaded",
         "hooks": ["wmbench_add_commands"],
         "problem": None,
+        "warning": None,
+        "traceback": None,
     }
 
     done = wmbench("describe", site=site)  # a command that uses the plugins fails with the one line
@@ -293,3 +295,79 @@ def test_observers_hear_an_eval_as_a_run_of_its_output_folder(tmp_path):
         record["return_mean"],
     )
     assert heard.calls[2][1] == {**json.loads(path.read_text()), "epochs": 2}
+
+
+# Names and clashes: built-ins first, the newcomer refused naming its package, and the variables resolving it. ------
+
+TAKES_SCRATCH = 'from wmbench.hookspecs import hookimpl\n@hookimpl\ndef wmbench_register_backbones(register):\n    register("scratch", print)\n'
+FORGOTTEN = "def wmbench_register_backbones(register):\n    register('forgotten', print)\n"
+ATTR = "def build(options, shape):\n    return None\n"
+
+
+def test_a_newcomer_taking_a_built_in_id_is_refused_whatever_its_name(site):
+    add_package(site, "wmbench-t-aaa", "1.0", {"aaa": "wmbench_t_aaa"}, {"wmbench_t_aaa": TAKES_SCRATCH})
+    reg = Registry(*plugin_manager())
+    assert reg.problems == [
+        "plugin 'aaa' from package 'wmbench-t-aaa' failed in wmbench_register_backbones (WmbenchError: registers "
+        "backbone 'scratch', which plugin 'scratch' registered first); disable it with WMBENCH_DISABLE_PLUGINS=aaa"
+    ]
+    assert reg.get("backbone", "scratch").plugin == "scratch" and reg.plugins["scratch"].status == "loaded"
+
+
+def test_a_newcomer_taking_a_built_in_plugin_name_is_refused_and_disabled_by_its_package(site, monkeypatch):
+    add_package(site, "wmbench-t-evil", "1.0", {"scratch": "wmbench_t_evil"}, {"wmbench_t_evil": TAKES_SCRATCH})
+    reg = Registry(*plugin_manager())
+    assert reg.problems == [
+        "plugin name 'scratch' of package 'wmbench-t-evil' is taken by package 'wmbench', which loaded first; this "
+        "one is refused: uninstall it or disable it with WMBENCH_DISABLE_PLUGINS=wmbench-t-evil"
+    ]
+    assert reg.plugins["scratch"].distribution == "wmbench" and reg.get("backbone", "scratch").plugin == "scratch"
+    monkeypatch.setenv("WMBENCH_DISABLE_PLUGINS", "wmbench-t-evil")
+    reg = Registry(*plugin_manager()).check()
+    assert reg.plugins["scratch"].distribution == "wmbench" and reg.plugins["scratch"].status == "loaded"
+
+
+def test_two_packages_claiming_one_plugin_name_and_the_variables_that_resolve_it(site, monkeypatch):
+    for dist in ("wmbench-t-one", "wmbench-t-two"):
+        module = dist.replace("-", "_")
+        add_package(site, dist, "1.0", {"twin": module}, {module: "x = 1\n"})
+    (problem,) = Registry(*plugin_manager()).problems
+    assert problem.startswith("plugin name 'twin' of package 'wmbench-t-two' is taken by package 'wmbench-t-one'")
+    monkeypatch.setenv("WMBENCH_DISABLE_PLUGINS", "twin")  # the name the message of old suggested: both off
+    reg = Registry(*plugin_manager()).check()
+    assert reg.plugins["twin"].status == "disabled"
+    monkeypatch.setenv("WMBENCH_DISABLE_PLUGINS", "wmbench-t-two")  # the newcomer's package: the first one loads
+    reg = Registry(*plugin_manager()).check()
+    assert (reg.plugins["twin"].status, reg.plugins["twin"].distribution) == ("loaded", "wmbench-t-one")
+
+
+def test_a_plugin_that_does_nothing_is_loaded_with_a_warning(site):
+    add_package(site, "wmbench-t-idle", "1.0", {"forgot": "wmbench_t_forgot", "attr": "wmbench_t_attr:build"},
+                {"wmbench_t_forgot": FORGOTTEN, "wmbench_t_attr": ATTR})  # fmt: skip
+    reg = Registry(*plugin_manager()).check()  # warnings are not problems: every command still runs
+    forgot, attr = reg.plugins["forgot"], reg.plugins["attr"]
+    assert forgot.status == attr.status == "loaded" and forgot.hooks == attr.hooks == ()
+    assert forgot.warning == (
+        "plugin 'forgot' from package 'wmbench-t-idle' (entry point forgot = wmbench_t_forgot): wmbench_register_backbones "
+        "not marked @hookimpl (from wmbench.hookspecs import hookimpl), so never called"
+    )
+    assert attr.warning.endswith(
+        "implements no wmbench hook: it does nothing (does the entry point name the module with the hooks?)"
+    )
+    assert "forgotten" not in reg.names("backbone")
+    assert all(p.warning is None for p in reg.plugins.values() if p.distribution == "wmbench")
+
+
+@pytest.mark.slow
+def test_plugins_shows_warnings_and_debug_the_traceback_of_a_failed_import(tmp_path):
+    site = add_package(tmp_path / "site", "wmbench-t-broken", "0.3", {"broken": "wmbench_t_broken"},
+                       {"wmbench_t_broken": "x = 1\n" + BROKEN})  # fmt: skip
+    add_package(site, "wmbench-t-idle", "1.0", {"forgot": "wmbench_t_forgot"}, {"wmbench_t_forgot": FORGOTTEN})
+    done = wmbench("plugins", site=site)
+    assert re.search(r"^forgot +wmbench-t-idle 1.0  hooks: none  warning: plugin 'forgot'", done.stdout, re.M), (
+        done.stdout
+    )
+    assert f"at {site / 'wmbench_t_broken.py'}:2)" in done.stdout and "Traceback" not in done.stderr
+    done = wmbench("--debug", "plugins", site=site)
+    assert "Traceback (most recent call last)" in done.stderr
+    assert f'File "{site / "wmbench_t_broken.py"}", line 2' in done.stderr

@@ -27,3 +27,18 @@ def test_on_the_bars_wrap_the_same_loop_and_lines_still_print(capsys):
             progress.log("epoch 1 done")
         assert progress._bars is not None and not progress._bars.tasks  # every bar removed when its loop ended
     assert "epoch 1 done" in capsys.readouterr().err
+
+
+def test_a_counter_moves_as_told_and_shows_its_note_and_time_left():
+    off = Progress()
+    with off, off.counter("cells", 3) as update:
+        update(1, "2 running")  # off: nothing to show, nothing raised
+    with Progress(enabled=True) as progress:
+        with progress.counter("cells", 4) as update:
+            (task,) = progress._bars.tasks
+            update(1, "2 running, 1 failed")
+            assert (task.completed, task.description) == (1, "cells: 2 running, 1 failed")
+            time_left = progress._bars.columns[-1]
+            task.start_time -= 60  # one of four done a minute in: three minutes left at that pace
+            assert str(time_left.render(task)) == "0:03:00"
+        assert not progress._bars.tasks

@@ -88,6 +88,12 @@ def test_metrics_and_summary(straight):
     ):
         assert key in written
     assert summary["env_steps"] == 120
+    import wmbench
+
+    assert written["plugins"] == {  # which package, at which version, built the backbone and the tokenizer
+        "backbone": {"name": "scratch", "plugin": "scratch", "package": "wmbench", "version": wmbench.__version__},
+        "tokenizer": {"name": "vqvae", "plugin": "vqvae", "package": "wmbench", "version": wmbench.__version__},
+    }
     state = torch.load(run.last_checkpoint, weights_only=True)
     assert {k.split(".")[0] for k in state["agent"]} == {
         "tokenizer",

@@ -4,6 +4,7 @@ cells, resuming interrupted ones, isolating failures, the index, and refusing an
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from click.testing import CliRunner
 from wmbench.benchmark import cells, load_benchmark
 from wmbench.cli import cli
 from wmbench.errors import WmbenchError
+from wmbench.progress import Progress
 from wmbench.sweep import Sweep
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -102,6 +104,34 @@ def test_cell_ids_and_commands(tmp_path):
     ]  # renamed on success
 
 
+def test_a_backbone_entry_takes_its_own_preset_tokenizers_batch_and_repeats(tmp_path):
+    own = '[[backbones]]\nname = "scratch"\nlabel = "fast"\npreset = "fast"\ntokenizers = ["vit-vq", "clip-vq"]\n'
+    throughput = load_benchmark(benchmark(tmp_path, SCRATCH + own + "batch = 64\nrepeats = 2\n", track="throughput",
+                                          extra="batch = 4"))  # fmt: skip
+    found = [(c.id, c.preset, c.tokenizer, c.batch, c.repeats) for c in cells(throughput)]
+    assert found == [
+        ("Pong-scratch-vqvae", "smoke", "vqvae", 4, None),
+        ("Pong-fast-vit-vq", "fast", "vit-vq", 64, 2),
+        ("Pong-fast-clip-vq", "fast", "clip-vq", 64, 2),
+    ]
+    argv = Sweep(throughput, tmp_path / "tp", 1).argv(cells(throughput)[1], "run")
+    options = {argv[i]: argv[i + 1] for i in range(3, len(argv) - 1) if argv[i].startswith("--")}
+    assert (options["--preset"], options["--tokenizer"], options["--batch"], options["--repeats"]) == (
+        "fast",
+        "vit-vq",
+        "64",
+        "2",
+    )
+    assert "--repeats" not in Sweep(throughput, tmp_path / "tp", 1).argv(cells(throughput)[0], "run")
+    # An agent file's entry may take its own preset too; its definition leaves out what no entry sets.
+    agent = load_benchmark(
+        benchmark(tmp_path, SCRATCH + '[[backbones]]\nname = "scratch"\nlabel = "b"\npreset = "fast"\n')
+    )
+    assert [c.preset for c in cells(agent)] == ["smoke", "fast"]
+    assert agent.definition()["backbones"][0] == {"name": "scratch", "label": "scratch", "overrides": []}
+    assert "repeats" not in agent.definition()
+
+
 TOP = {"name": '"t"', "track": '"agent"', "preset": '"smoke"', "games": '["Pong"]', "seeds": "[0]"}
 
 
@@ -132,6 +162,13 @@ TOP = {"name": '"t"', "track": '"agent"', "preset": '"smoke"', "games": '["Pong"
         ({"preset": '"iriss"'}, SCRATCH, r"unknown preset 'iriss' \(did you mean 'iris'\?\)"),
         ({"tokenizers": '["vqvea"]'}, SCRATCH, r"unknown tokenizer 'vqvea'"),
         ({"batch": "4"}, SCRATCH, r"'batch' is a positive integer of the throughput track only"),
+        (
+            {},
+            SCRATCH + "repeats = 2\n",
+            r"backbones\[0\]: 'repeats' is a positive integer of the throughput track only",
+        ),
+        ({}, SCRATCH + 'preset = "iriss"\n', r"backbones\[0\]: unknown preset 'iriss'"),
+        ({}, SCRATCH + 'tokenizers = ["vqvea"]\n', r"unknown tokenizer 'vqvea'"),
         ({}, "", r"'backbones' must be a non-empty array of tables"),
     ],
 )
@@ -191,9 +228,8 @@ def test_dry_run_writes_nothing(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_failure_isolated_finished_cell_skipped_and_index(tmp_path):
-    """A finished cell is skipped; a cell that fails at run time is recorded with its log and command, and the
-    exit code is 1; the next sweep runs the failed cell again from the start."""
+def _finished_and_broken(tmp_path: Path):
+    """A sweep folder whose first cell finished earlier; its second cell fails when run."""
     bench = load_benchmark(benchmark(tmp_path, SCRATCH + BROKEN))
     out = tmp_path / "out"
     finished = Sweep(bench, out, 1).folder(cells(bench)[0])
@@ -201,10 +237,18 @@ def test_failure_isolated_finished_cell_skipped_and_index(tmp_path):
     (finished / "summary.json").write_text('{"made": "earlier"}')
     # A sweep folder holds its benchmark record: make the folder as a sweep would, then run.
     out.joinpath("benchmark.json").write_text(json.dumps({"file": str(bench.path), "definition": bench.definition()}))
-    for _ in range(2):
-        result = CliRunner().invoke(cli, ["sweep", str(bench.path), "--out", str(out), "--jobs", "2"])
+    return bench, out, finished
+
+
+def test_failure_isolated_finished_cell_skipped_and_index(tmp_path):
+    """A finished cell is skipped; a cell that fails at run time is recorded with its log and command, and the
+    exit code is 1; the next sweep (quiet: no line per cell) runs the failed cell again from the start."""
+    bench, out, finished = _finished_and_broken(tmp_path)
+    for quiet in ([], ["--quiet"]):  # --quiet: no line per cell, the last line still
+        result = CliRunner().invoke(cli, ["sweep", str(bench.path), "--out", str(out), "--jobs", "2", *quiet])
         assert result.exit_code == 1, result.output
         assert "1 of 2 cells finished" in result.output
+        assert ("[1/1] Pong-broken-vqvae-s0 FAILED (exit 2)" in result.output) != bool(quiet)
         index = json.loads((out / "index.json").read_text())
         rows = {r["id"]: r for r in index["cells"]}
         assert (
@@ -221,6 +265,23 @@ def test_failure_isolated_finished_cell_skipped_and_index(tmp_path):
     csv_lines = (out / "index.csv").read_text().splitlines()
     assert csv_lines[0].startswith("id,status,action") and len(csv_lines) == 3
     assert not (out / "logs").exists()
+
+
+def test_the_progress_bar_counts_cells_over_running_queued_and_failed(tmp_path):
+    class Recorded(Progress):  # the real bars, and what the sweep showed on them
+        shown: list = []
+
+        @contextmanager
+        def counter(self, description, total):
+            with super().counter(description, total) as update:
+                yield lambda done, note: (self.shown.append((total, done, note)), update(done, note))
+
+    bench, out, _ = _finished_and_broken(tmp_path)
+    with Recorded(enabled=True) as progress:
+        rows = Sweep(bench, out, 1, progress=progress).run()
+    assert [r["status"] for r in rows] == ["finished", "failed"]
+    assert progress.shown[0] == (1, 0, "0 running, 1 queued")  # the finished cell is not counted
+    assert progress.shown[-1] == (1, 1, "0 running, 1 failed")
 
 
 def test_another_benchmark_folder_is_refused(tmp_path):

@@ -135,6 +135,13 @@ def test_smoke_run_end_to_end(gru_site, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["backbone"] == "gru" and summary["epochs"] == 3
     assert summary["backbone_info"] == {"layers": 1, "width": 64}  # the plugin's option reached build()
+    assert summary["plugins"]["backbone"] == {
+        "name": "gru",
+        "plugin": "gru",
+        "package": "wmbench-gru",
+        "version": "0.1.0",
+    }
+    assert summary["plugins"]["tokenizer"]["package"] == "wmbench"
     config = json.loads((out / "config.json").read_text())
     assert config["backbone"] == {"name": "gru", "options": {"hidden_layers": 1}}
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

@@ -233,7 +233,7 @@ def test_bad_options_are_one_line_exit_2(tmp_path):
         ("--backbone", "vit", "--set", f"backbone.weights={tmp_path / 'wide.pth'}"): "cannot load weights",
         ("--backbone", "clip", "--set", f"backbone.weights={tmp_path / 'wide.pth'}"): "cannot load weights",
         ("--tokenizer", "vit-vq", "--set", "tokenizer.patch_size=5"): "patch_size 5 does not divide the frame size 32",
-        ("--tokenizer", "clip-vq", "--set", "tokenizer.patch_size=0"): "patch_size 0 does not divide",
+        ("--tokenizer", "clip-vq", "--set", "tokenizer.patch_size=0"): "tokenizer.patch_size must be above zero, got 0",
         ("--backbone", "vit", "--set", "backbone.mode=half"): "backbone.mode must be one of",
         ("--backbone", "clip", "--set", "backbone.tower=audio"): "backbone.tower must be text or vision",
         (

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Iterable
+
+DEBUG_ENV = "WMBENCH_DEBUG"
+"""Set (``WMBENCH_DEBUG=1``, or ``wmbench --debug``): one-line errors and plugin problems come with their traceback."""
 
 
 class WmbenchError(Exception):
@@ -24,3 +28,14 @@ def unknown(kind: str, name: str, choices: Iterable[str]) -> WmbenchError:
     hint = did_you_mean(name, choices)
     shown = ", ".join(choices[:30]) + (", ..." if len(choices) > 30 else "")
     return WmbenchError(f"unknown {kind} {name!r}{hint}; choose from: {shown}")
+
+
+def debugging() -> bool:
+    """Whether errors should come with their traceback (:data:`DEBUG_ENV`)."""
+    return os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
+def os_error_line(exc: OSError) -> str:
+    """An I/O error as one line: ``PATH: No space left on device``."""
+    what = exc.strerror or str(exc)
+    return f"{exc.filename}: {what}" if exc.filename else what

@@ -35,7 +35,7 @@ def from_checkpoint(path: Path, registry: Registry, run_config: dict[str, Any] |
     saved = checkpoints.config_of(state)
     if run_config is not None:
         checkpoints.check_same_run(state, run_config, path)
-    config = cfg.from_dict(saved, registry)
+    config = cfg.from_dict(saved, registry, where=f"the config in checkpoint {path}")
     agent = build_agent(config, registry, registry.game(config.game).num_actions())
     checkpoints.load_agent_state(agent, state["agent"], path)
     return Loaded(config, agent, {"checkpoint": str(path), "epoch": state["epoch"], "env_steps": state["env_steps"]})

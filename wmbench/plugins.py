@@ -2,9 +2,11 @@
 
 Loading never stops at one plugin's fault. A plugin that fails to import, does not fit the hooks, fails in a
 registration hook or registers a name another plugin took is recorded with a one-line problem naming it, its
-package and how to disable it, and none of its registrations are kept. :func:`load` gives that registry as it
-is (for ``wmbench --help`` and ``wmbench plugins``); :func:`registry`, which every other use goes through,
-raises the first problem as a :class:`WmbenchError`.
+package (and for an import, the file and line) and how to disable it, and none of its registrations are kept.
+Built-in plugins (package ``wmbench``) load first, so a newcomer claiming a built-in's name is the one refused. A
+plugin that loads but implements no hook (a forgotten ``@hookimpl``) gets a warning. :func:`load` gives that
+registry as it is (for ``wmbench --help`` and ``wmbench plugins``); :func:`registry`, which every other use goes
+through, raises the first problem as a :class:`WmbenchError`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import dataclasses
 import functools
 import importlib
 import os
+import re
+import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib import metadata
@@ -22,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from wmbench import hookspecs
+from wmbench.config.build import build_dataclass
 from wmbench.envs.suite import EnvSuite, Game
 from wmbench.errors import WmbenchError, did_you_mean, unknown
 from wmbench.executors.base import Executor, RegisterExecutor
@@ -36,6 +41,10 @@ DISABLE_ENV = "WMBENCH_DISABLE_PLUGINS"
 ONLY_ENV = "WMBENCH_PLUGINS"
 """Comma-separated plugin names: when set, only these load."""
 OBSERVER_HOOKS = ("wmbench_run_started", "wmbench_metrics_logged", "wmbench_checkpoint_saved", "wmbench_run_finished")
+BUILT_IN = "wmbench"
+"""The package of the built-in plugins, which load before any other."""
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+"""What a registered id or game name may be: it names sweep cells and their folders."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +76,10 @@ class PluginInfo:
     hooks: tuple[str, ...] = ()
     problem: str | None = None
     """The one-line error of a failed plugin."""
+    warning: str | None = None
+    """A loaded plugin that does nothing: no hook implemented, or ``wmbench_*`` functions not marked ``@hookimpl``."""
+    traceback: str | None = None
+    """The traceback of a plugin that failed to load (shown with ``--debug``)."""
 
 
 class _Registrar:
@@ -80,8 +93,16 @@ class Register(_Registrar):
     """What ``wmbench_register_backbones`` and ``wmbench_register_tokenizers`` receive: call it once per name."""
 
     def __call__(self, name: str, build: Callable[..., Any], options: type = NoOptions, summary: str = "") -> None:
-        if not dataclasses.is_dataclass(options):
+        _check_name(self._kind, name)
+        if not (dataclasses.is_dataclass(options) and isinstance(options, type)):
             raise WmbenchError(f"options of {self._kind} {name!r} must be a dataclass")
+        bare = [f.name for f in dataclasses.fields(options) if f.default is f.default_factory is dataclasses.MISSING]
+        if bare:
+            raise WmbenchError(
+                f"options of {self._kind} {name!r}: every field needs a default ({', '.join(bare)} has none)"
+            )
+        defaults = {f.name: getattr(options(), f.name) for f in dataclasses.fields(options)}
+        build_dataclass(options, defaults, f"the default of {self._kind}")
         table = self._registry.entries[self._kind]
         self._registry.claim(self._kind, name, table.get(name))
         table[name] = Entry(self._kind, name, build, options, summary, self._plugin)
@@ -100,8 +121,11 @@ class RegisterEnvSuite(_Registrar):
         summary: str = "",
     ) -> None:
         games = tuple(games)
-        if not games or not all(isinstance(g, str) and g for g in games):
-            raise WmbenchError(f"env suite {name!r} must name at least one game, each a non-empty string")
+        _check_name("env suite", name)
+        if not games:
+            raise WmbenchError(f"env suite {name!r} must name at least one game")
+        for game in games:
+            _check_name("game", game)
         suites, taken = self._registry.suites, self._registry.games
         self._registry.claim("env suite", name, suites.get(name))
         for game in games:
@@ -109,6 +133,11 @@ class RegisterEnvSuite(_Registrar):
         suite = EnvSuite(name, games, make_env, num_actions, reference_scores, summary, self._plugin)
         suites[name] = suite
         taken.update({game: Game(game, suite) for game in games})
+
+
+def _check_name(kind: str, name: Any) -> None:
+    if not isinstance(name, str) or not NAME.match(name):
+        raise WmbenchError(f"{kind} name {name!r} must be letters, digits, '.', '_' or '-' (it names files)")
 
 
 class Registry:
@@ -178,6 +207,12 @@ class Registry:
         if name not in table:
             raise unknown(kind, name, table)
         return table[name]
+
+    def provenance(self, kind: str, name: str) -> dict[str, str | None]:
+        """Which plugin, package and package version provide a backbone or tokenizer (recorded in summary.json)."""
+        entry = self.get(kind, name)
+        info = self.plugins.get(entry.plugin, PluginInfo(entry.plugin))
+        return {"name": entry.name, "plugin": entry.plugin, "package": info.distribution, "version": info.version}
 
     def names(self, kind: str) -> list[str]:
         return sorted(self.entries[kind])
@@ -260,47 +295,80 @@ def _names(variable: str) -> set[str]:
 
 
 def plugin_manager() -> tuple[pluggy.PluginManager, dict[str, PluginInfo]]:
-    """A plugin manager with every enabled entry point of the group loaded and checked, and what happened to each."""
+    """A plugin manager with every enabled entry point of the group loaded and checked, and what happened to each.
+
+    Built-ins load first, then the others by name. Of two packages claiming one plugin name the first keeps it and
+    the newcomer is refused; either can be left out by its package name in the variables."""
     manager = pluggy.PluginManager(GROUP)
     manager.add_hookspecs(hookspecs)
     disabled, only = _names(DISABLE_ENV), _names(ONLY_ENV)
     plugins: dict[str, PluginInfo] = {}
-    for ep in sorted(metadata.entry_points(group=GROUP), key=lambda ep: ep.name):  # the same order everywhere
-        dist, version = (ep.dist.name, ep.dist.version) if ep.dist else ("?", None)
+    named = [(ep, ep.dist.name if ep.dist else "?", ep.dist.version if ep.dist else None)
+             for ep in metadata.entry_points(group=GROUP)]  # fmt: skip
+    for ep, dist, version in sorted(
+        named, key=lambda e: (e[1] != BUILT_IN, e[0].name, e[1])
+    ):  # the same order everywhere
+        if {ep.name, dist} & disabled or (only and not {ep.name, dist} & only):
+            plugins.setdefault(ep.name, PluginInfo(ep.name, dist, version, status="disabled"))
+            continue
         if ep.name in plugins:
-            if plugins[ep.name].distribution != dist:  # else the same distribution seen twice on the path
-                plugins[ep.name].status = "failed"
-                plugins[ep.name].problem = (
-                    f"plugin name {ep.name!r} is claimed by packages {plugins[ep.name].distribution!r} and {dist!r}; "
-                    f"uninstall one, or disable both with {DISABLE_ENV}={ep.name}"
-                )
-                if manager.has_plugin(ep.name):
-                    manager.unregister(name=ep.name)
-            continue
+            first = plugins[ep.name]
+            if first.distribution != dist and first.status != "disabled":  # else one package seen twice on the path
+                plugins[f"{ep.name} ({dist})"] = PluginInfo(
+                    ep.name, dist, version, status="failed",
+                    problem=(f"plugin name {ep.name!r} of package {dist!r} is taken by package {first.distribution!r}, "
+                             f"which loaded first; this one is refused: uninstall it or disable it with {DISABLE_ENV}={dist}"),
+                )  # fmt: skip
+                continue
+            if first.distribution == dist:
+                continue
         info = plugins[ep.name] = PluginInfo(ep.name, dist, version)
-        if ep.name in disabled or (only and ep.name not in only):
-            info.status = "disabled"
-            continue
         try:
             module = ep.load()
             manager.register(module, name=ep.name)
             manager.check_pending()
             info.hooks = tuple(sorted(h.name for h in manager.get_hookcallers(module) or []))
+            info.warning = _idle(ep, info.hooks, module, dist)
         except Exception as exc:  # noqa: BLE001 (a broken plugin must name itself, not surface later)
-            kind = (
-                "does not fit the wmbench hooks" if isinstance(exc, pluggy.PluginValidationError) else "failed to load"
-            )
+            validation = isinstance(exc, pluggy.PluginValidationError)
+            kind = "does not fit the wmbench hooks" if validation else "failed to load"
             info.status = "failed"
-            info.problem = f"plugin {ep.name!r} from package {dist!r} {kind} ({type(exc).__name__}: {exc}); disable it with {DISABLE_ENV}={ep.name}"
+            info.problem = (f"plugin {ep.name!r} from package {dist!r} {kind} ({type(exc).__name__}: {exc}"
+                            f"{_where(exc)}); disable it with {DISABLE_ENV}={ep.name}")  # fmt: skip
+            info.traceback = "".join(traceback.format_exception(exc))
             if manager.has_plugin(ep.name):
                 manager.unregister(name=ep.name)
-    for name in sorted(only - set(plugins)):
+    known = set(plugins) | {p.distribution for p in plugins.values()}
+    for name in sorted(only - known):
         plugins[name] = PluginInfo(
             name,
             status="failed",
             problem=(f"{ONLY_ENV} names plugin {name!r}, which is not installed{did_you_mean(name, plugins)}"),
         )
     return manager, plugins
+
+
+def _where(exc: BaseException) -> str:
+    """``, at FILE:LINE`` of the plugin code an import failed in (the last frame outside importlib), or ''."""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f", at {exc.filename}:{exc.lineno}"
+    machinery = ("<frozen", os.path.dirname(importlib.__file__), __file__)
+    own = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(machinery)]
+    return f", at {own[-1].filename}:{own[-1].lineno}" if own else ""
+
+
+def _idle(ep: metadata.EntryPoint, hooks: tuple[str, ...], module: Any, dist: str) -> str | None:
+    """The warning of a plugin that loaded but does nothing: ``wmbench_*`` functions not marked ``@hookimpl``, or no
+    hook at all (an entry point naming something other than the module with the hooks, say)."""
+    unmarked = sorted(
+        n for n in dir(module) if n.startswith("wmbench_") and callable(getattr(module, n)) and n not in hooks
+    )
+    where = f"plugin {ep.name!r} from package {dist!r} (entry point {ep.name} = {ep.value})"
+    if unmarked:
+        return f"{where}: {', '.join(unmarked)} not marked @hookimpl (from wmbench.hookspecs import hookimpl), so never called"
+    if not hooks:
+        return f"{where} implements no wmbench hook: it does nothing (does the entry point name the module with the hooks?)"
+    return None
 
 
 @functools.lru_cache(maxsize=1)

@@ -1,7 +1,8 @@
 """Progress bars for long work (rich), shown on a terminal only: logs, pipes and CI keep plain lines.
 
 A :class:`Progress` is handed to the code that loops (the trainer's phases, the bench's setups, a sweep's cells);
-``track`` wraps a loop's iterable, ``stage`` a block without a count, and ``log`` prints a line above the bars. Off, both are the plain thing.
+``track`` wraps a loop's iterable, ``stage`` a block without a count, ``counter`` a count the caller moves itself
+(cells that end out of order), and ``log`` prints a line above the bars. Off, each is the plain thing.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from datetime import timedelta
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -29,14 +31,21 @@ class Progress(AbstractContextManager):
         if self.enabled:
             from rich import progress
             from rich.console import Console
+            from rich.text import Text
 
-            columns = (progress.BarColumn(), progress.MofNCompleteColumn(), progress.TimeElapsedColumn())
+            class TimeLeft(progress.ProgressColumn):
+                """Time left at the mean pace since the bar began (rich's own estimate wants two steps within 30
+                seconds, which a sweep's cells do not take)."""
+
+                def render(self, task: progress.Task) -> Text:
+                    left = "-:--:--"
+                    if task.completed and task.total and task.elapsed and not task.finished:
+                        left = str(timedelta(seconds=round(task.elapsed * (task.total / task.completed - 1))))
+                    return Text(left, style="progress.remaining")
+
+            columns = (progress.BarColumn(), progress.MofNCompleteColumn(), progress.TimeElapsedColumn(), TimeLeft())
             self._bars = progress.Progress(
-                progress.TextColumn("{task.description}"),
-                *columns,
-                progress.TimeRemainingColumn(),
-                console=Console(stderr=True),
-                transient=True,
+                progress.TextColumn("{task.description}"), *columns, console=Console(stderr=True), transient=True
             )
             self._bars.__enter__()
         return self
@@ -77,3 +86,17 @@ class Progress(AbstractContextManager):
             yield
         finally:
             self._bars.remove_task(task)
+
+    @contextmanager
+    def counter(self, description: str, total: int) -> Iterator[Callable[[int, str], None]]:
+        """A bar of ``total`` things that the block counts itself: it gets ``update(done, note)``, which moves the bar
+        to ``done`` and shows ``note`` after the description."""
+        bars = self._bars
+        if bars is None:
+            yield lambda done, note: None
+            return
+        task = bars.add_task(description, total=total)
+        try:
+            yield lambda done, note: bars.update(task, completed=done, description=f"{description}: {note}")
+        finally:
+            bars.remove_task(task)

@@ -1,4 +1,5 @@
-"""A run is a folder: config.json, metrics.jsonl, summary.json, checkpoints/, replay/, media/.
+"""A run is a folder: config.json, metrics.jsonl, summary.json, checkpoints/, replay/, media/, and .lock (held by
+the one process writing it, :mod:`wmbench.lock`).
 
 This module is the one owner of that contract: the file names, the summary's schema per track, what makes a run
 finished (its summary.json) or resumable (its config.json and a checkpoint), and finding runs below a folder.
@@ -6,15 +7,16 @@ finished (its summary.json) or resumable (its config.json and a checkpoint), and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from wmbench import files
+from wmbench import files, lock
 from wmbench.errors import WmbenchError
 
 SCHEMA_VERSION = 1
@@ -34,6 +36,8 @@ REQUIRED: dict[str, dict[str, _Kind]] = {
 }  # fmt: skip
 MARKERS = ("summary.json", "config.json", "metrics.jsonl")
 """A folder holding any of these is a run folder."""
+LOCK = ".lock"
+"""The lock file of the process writing a run folder (or a sweep folder)."""
 
 
 class RunDir:
@@ -45,6 +49,11 @@ class RunDir:
         self.checkpoints = self.path / "checkpoints"
         self.replay = self.path / "replay"
         self.media = self.path / "media"
+        self.lock = self.path / LOCK
+        self.log_file = self.path / "log.txt"
+        """The output of a cell that a sweep ran here."""
+        self.recordings = self.media / "recordings"
+        """Segments recorded by ``wmbench play``."""
 
     @property
     def last_checkpoint(self) -> Path:
@@ -61,25 +70,41 @@ class RunDir:
         return self.config.is_file() and self.last_checkpoint.is_file() and not self.finished
 
     def check_new(self) -> None:
-        """Refuse a folder that already holds a run or other files."""
-        if self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir())):
+        """Refuse a folder that already holds a run or other files (a lock file alone, left by a process killed before
+        it wrote anything, does not count)."""
+        if self.path.exists() and (not self.path.is_dir() or any(p.name != LOCK for p in self.path.iterdir())):
             hint = " (continue it with --resume)" if self.config.exists() else ""
             raise WmbenchError(f"output folder {self.path} is not empty{hint}; choose another --out")
 
+    @contextlib.contextmanager
+    def writer(self) -> Iterator[None]:
+        """Be the one process writing this run folder for the block (the folder is created if missing); another
+        process holding it is a WmbenchError naming its pid, and so is a folder that cannot be created."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise WmbenchError(f"cannot create run folder {self.path} ({exc.strerror or exc})") from exc
+        with lock.hold(self.lock, f"run folder {self.path}"):
+            yield
+
     def create(self, config: dict[str, Any]) -> None:
-        """Make a new run folder (see :meth:`check_new`) and write its config."""
+        """Make a new run folder (see :meth:`check_new`) and write its config first: a process killed before that
+        leaves a folder that counts as empty, one killed after it a run that ``--resume`` starts over."""
         self.check_new()
+        files.write_json(self.config, config)
         for folder in (self.checkpoints, self.replay, self.media):
             folder.mkdir(parents=True, exist_ok=True)
-        files.write_json(self.config, config)
 
     def read_config(self) -> dict[str, Any]:
         if not self.config.is_file():
             raise WmbenchError(f"{self.path} is not a run folder (no config.json)")
         try:
-            return json.loads(self.config.read_text())
-        except json.JSONDecodeError as exc:
+            config = json.loads(self.config.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise WmbenchError(f"{self.config} is not valid JSON ({exc})") from exc
+        if not isinstance(config, dict):
+            raise WmbenchError(f"{self.config} is not a JSON object, not a run's config")
+        return config
 
     def log(self, record: dict[str, Any]) -> None:
         """Append one metrics line and flush it to disk (a torn last line is dropped on resume)."""
@@ -88,25 +113,29 @@ class RunDir:
             f.flush()
             os.fsync(f.fileno())
 
-    def read_metrics(self) -> list[dict[str, Any]]:
-        """Every complete metrics line."""
+    def read_metrics(self, strict: bool = False) -> list[dict[str, Any]]:
+        """Every complete metrics line up to the first torn one (what a kill mid-append leaves, dropped on resume);
+        ``strict``: a torn or foreign line is a WmbenchError naming the file and line (a finished run has none)."""
         if not self.metrics.exists():
             return []
         records = []
-        for line in self.metrics.read_text().splitlines():
+        for number, line in enumerate(self.metrics.read_bytes().splitlines(), 1):
             try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
+                record = json.loads(line)
+                if not isinstance(record, dict):
+                    raise ValueError("not a JSON object")
+            except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+                if strict:
+                    raise WmbenchError(f"{self.metrics} line {number} is torn or not a metrics record ({exc})") from exc
                 break
+            records.append(record)
         return records
 
-    def truncate_metrics(self, last_epoch: int) -> None:
-        """Keep the lines of epochs up to ``last_epoch`` (those a checkpoint covers), atomically."""
-        kept = [r for r in self.read_metrics() if r.get("epoch", 0) <= last_epoch]
+    def roll_back(self, epoch: int) -> None:
+        """Keep what the checkpoint of ``epoch`` covers: its metrics lines (rewritten atomically, a torn last line
+        dropped), and no temporary file of an atomic write a kill interrupted (the real files are intact)."""
+        kept = [r for r in self.read_metrics() if r.get("epoch", 0) <= epoch]
         files.write_bytes(self.metrics, "".join(json.dumps(r) + "\n" for r in kept).encode())
-
-    def remove_partial_writes(self) -> None:
-        """Delete the temporary files of atomic writes that a kill interrupted (the real files are intact)."""
         for tmp in self.path.rglob(".*.tmp"):
             tmp.unlink()
 
@@ -120,21 +149,24 @@ class RunDir:
             raise WmbenchError(f"{where}: no summary.json (the run has not finished, or this is not a run folder)")
         try:
             summary = json.loads(self.summary.read_text())
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise WmbenchError(f"{where}: summary.json is not valid JSON ({exc})") from exc
         if not isinstance(summary, dict):
             raise WmbenchError(f"{where}: summary.json is not a JSON object")
         track = summary.get("track", TRACK_AGENT)
-        for field, kind in REQUIRED.get(track, REQUIRED[TRACK_AGENT]).items():
+        if not isinstance(track, str) or track not in REQUIRED:
+            raise WmbenchError(f"{where}: summary.json field 'track' is {track!r}, not one of {sorted(REQUIRED)}")
+        for field, kind in REQUIRED[track].items():
             if field not in summary or summary[field] is None:
                 raise WmbenchError(f"{where}: summary.json has no field {field!r}")
             value = summary[field]
             if not isinstance(value, kind) or isinstance(value, bool):
                 raise WmbenchError(f"{where}: summary.json field {field!r} is {value!r}, not {_kind_name(kind)}")
-        if summary["schema_version"] > SCHEMA_VERSION:
+        if summary["schema_version"] != SCHEMA_VERSION:
+            older = summary["schema_version"] < SCHEMA_VERSION
             raise WmbenchError(
-                f"{where}: summary.json has schema_version {summary['schema_version']}; "
-                f"this wmbench reads {SCHEMA_VERSION} (upgrade wmbench)"
+                f"{where}: summary.json has schema_version {summary['schema_version']}; this wmbench reads "
+                f"{SCHEMA_VERSION} ({'an older schema: rerun it, or read it with the wmbench that wrote it' if older else 'upgrade wmbench'})"
             )
         if track == TRACK_WORLD_MODEL:
             _check_budgets(where, summary["per_budget"])

@@ -15,19 +15,24 @@ import io
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from wmbench import files
+from wmbench import files, lock
 from wmbench.benchmark import TRACKS, Benchmark, Cell, cells, command, partial_csv
 from wmbench.errors import WmbenchError
 from wmbench.executors.base import ENDED, Executor, Task
+from wmbench.progress import Progress
+from wmbench.rundir import LOCK, RunDir
 
 INDEX_FIELDS = (
     "id", "status", "action", "game", "backbone", "label", "tokenizer", "seed", "duration_s", "returncode",
     "folder", "log", "error", "executor", "job_id", "job_state", "job_log", "submitted_at", "command",
 )  # fmt: skip
+OVER = ("finished", "failed", "interrupted")
+"""The statuses of a cell whose job is over."""
 
 
 def _last_line(text: str) -> str:
@@ -38,10 +43,13 @@ def _last_line(text: str) -> str:
 class Sweep:
     """The cells of a benchmark in a sweep folder: what each needs, handing them to an executor, and the index."""
 
-    def __init__(self, bench: Benchmark, out: Path, jobs: int, log=print, executor: Executor | None = None):
+    def __init__(self, bench: Benchmark, out: Path, jobs: int, log=print, executor: Executor | None = None,
+                 progress: Progress | None = None):  # fmt: skip
         from wmbench.executors.local import LocalExecutor, LocalOptions
 
-        self.bench, self.out, self.jobs, self.log = bench, Path(out).absolute(), jobs, log
+        self.progress = progress or Progress(log=log)
+        self._bar: Callable[[int, str], None] = lambda done, note: None  # the progress bar's update while cells run
+        self.bench, self.out, self.jobs, self.log = bench, Path(out).absolute(), jobs, self.progress.log
         self.track = TRACKS[bench.track]
         self.executor = executor or LocalExecutor(LocalOptions(), self.out, jobs)
         self.cells = cells(bench)
@@ -52,14 +60,14 @@ class Sweep:
 
     def result(self, folder: Path) -> Path:
         """The file whose presence means the cell in ``folder`` finished (a bench CSV is renamed to it on success)."""
-        return folder / self.track.result
+        return self.track.result(folder)
 
     def action(self, cell: Cell) -> str:
         """skip (finished), resume (a checkpoint to continue from) or run (from the start)."""
         folder = self.folder(cell)
         if self.result(folder).is_file():
             return "skip"
-        if self.track.resumable and (folder / "checkpoints" / "last.pt").is_file():
+        if self.track.resumable and RunDir(folder).last_checkpoint.is_file():
             return "resume"
         return "run"
 
@@ -74,7 +82,7 @@ class Sweep:
             tuple(command(self.bench, cell, folder, True)) if resumable else (), folder,
             pending_log=self.out / "logs" / f"{cell.id}.log", record=self.out / "jobs" / f"{cell.id}.json",
             threads=self.executor.threads(), make_folder=not resumable,
-            rename=None if resumable else (partial_csv(folder), self.result(folder)),
+            rename=None if resumable else (partial_csv(folder), self.result(folder)), result=self.result(folder),
         )  # fmt: skip
 
     def check_folder(self) -> None:
@@ -91,7 +99,7 @@ class Sweep:
                     f"{self.out} was made for another benchmark definition ({made_for.get('file')}, name "
                     f"{(made_for.get('definition') or {}).get('name')!r}); choose another --out"
                 )
-        elif self.out.exists() and (not self.out.is_dir() or any(self.out.iterdir())):
+        elif self.out.exists() and (not self.out.is_dir() or any(p.name != LOCK for p in self.out.iterdir())):
             raise WmbenchError(f"{self.out} is not empty and holds no sweep (no benchmark.json); choose another --out")
 
     def plan(self) -> list[tuple[Cell, str]]:
@@ -107,9 +115,14 @@ class Sweep:
 
     def run(self) -> list[dict[str, Any]]:
         """Hand every cell not finished (nor queued or running already) to the executor and follow them to their
-        end; returns the index rows."""
+        end; returns the index rows. One sweep writes a sweep folder at a time (a second is refused, naming the pid
+        of the first)."""
         self.check_folder()
         self.executor.check()
+        with lock.hold(self.out / LOCK, f"sweep folder {self.out}"):
+            return self._run()
+
+    def _run(self) -> list[dict[str, Any]]:
         files.write_json(
             self.out / "benchmark.json", {"file": str(self.bench.path), "definition": self.bench.definition()}
         )
@@ -133,15 +146,16 @@ class Sweep:
                  f"on {self.executor.name}, {at_a_time}; index: {self.out / 'index.json'}")  # fmt: skip
         by_id = {c.id: c for c in self.cells}
         flight = {r["job_id"]: (by_id[i], self.task(by_id[i], r["action"])) for i, r in live.items()}
-        try:
-            self._follow(todo, flight)
-        except KeyboardInterrupt:
-            self.executor.stop()
-            self._poll(flight, total=len(todo) + len(live))
-            self._write_index()
-            raise
-        finally:
-            self.executor.close()
+        with self.progress.counter("cells", len(todo) + len(live)) as self._bar:
+            try:
+                self._follow(todo, flight)
+            except KeyboardInterrupt:
+                self.executor.stop()
+                self._poll(flight, total=len(todo) + len(live))
+                self._write_index()
+                raise
+            finally:
+                self.executor.close()
         if (self.out / "logs").is_dir() and not any((self.out / "logs").iterdir()):
             (self.out / "logs").rmdir()
         return [self.rows[c.id] for c in self.cells]
@@ -162,6 +176,7 @@ class Sweep:
                     self.rows[cell.id].update(status="queued", job_id=job, job_log=self.executor.job_log(job),
                                               submitted_at=round(time.time(), 1), command=task.command())  # fmt: skip
                 self._write_index()
+                self._show()
             if flight:
                 time.sleep(self.executor.poll_s)
                 self._poll(flight, total)
@@ -178,8 +193,7 @@ class Sweep:
             del flight[job]
             self.rows[cell.id] = row = self._ended(row, task, word)
             changed = True
-            over = ("finished", "failed", "interrupted")
-            done = sum(1 for r in self.rows.values() if r["action"] != "skip" and r["status"] in over)
+            done = sum(1 for r in self.rows.values() if r["action"] != "skip" and r["status"] in OVER)
             if row["status"] == "finished":
                 self.log(f"[{done}/{total}] {row['id']} finished in {row['duration_s']:.0f}s")
             else:
@@ -187,6 +201,14 @@ class Sweep:
                          f"{row['error']}; log: {row['log']}")  # fmt: skip
         if changed:
             self._write_index()
+            self._show()
+
+    def _show(self) -> None:
+        """The progress bar: cells over, and how many run, wait in a queue or failed."""
+        rows = [r for r in self.rows.values() if r["action"] != "skip"]
+        count = {s: sum(r["status"] == s for r in rows) for s in ("running", "queued", "failed")}
+        done = sum(r["status"] in OVER for r in rows)
+        self._bar(done, ", ".join(f"{n} {s}" for s, n in count.items() if n or s == "running"))
 
     def _ended(self, row: dict[str, Any], task: Task, word: str) -> dict[str, Any]:
         """A job is over: finished, interrupted (it stopped at a checkpoint) or failed, from its exit record."""
@@ -200,7 +222,7 @@ class Sweep:
         row = {**row, "returncode": returncode, "job_state": word, "duration_s": duration}
         if returncode == 0 and self.result(task.folder).is_file():
             return {**row, "status": "finished", "error": ""}
-        log = task.folder / "log.txt" if (task.folder / "log.txt").is_file() else task.pending_log
+        log = RunDir(task.folder).log_file if RunDir(task.folder).log_file.is_file() else task.pending_log
         text = log.read_text(errors="replace") if log.is_file() else ""
         if returncode is None:
             error = (f"the job ended without an exit code ({self.executor.name} job state {word}: "
@@ -208,7 +230,7 @@ class Sweep:
         elif returncode:
             error = _last_line(text)
         else:
-            error = f"exited 0 without writing {self.track.result}"
+            error = f"exited 0 without writing {self.result(task.folder).name}"
         return {**row, "status": "interrupted" if returncode == 130 else "failed", "error": error, "log": str(log)}
 
     def _row(self, cell: Cell, action: str, status: str) -> dict[str, Any]:
@@ -216,7 +238,7 @@ class Sweep:
         return {
             "id": cell.id, "status": status, "action": action, "game": cell.game, "backbone": cell.backbone,
             "label": cell.label, "tokenizer": cell.tokenizer, "seed": cell.seed, "duration_s": None, "returncode": None,
-            "folder": str(folder), "log": str(folder / "log.txt"), "error": "", "executor": self.executor.name,
+            "folder": str(folder), "log": str(RunDir(folder).log_file), "error": "", "executor": self.executor.name,
             "job_id": "", "job_state": "", "job_log": "", "submitted_at": None,
             "command": self.task(cell, "run").command(),
         }  # fmt: skip

@@ -1,1 +1,2 @@
-"""``wmbench bench``: measuring (measure.py), its result files (results.py) and suite files (suite.py)."""
+"""``wmbench bench``: measuring (measure.py) and its result files (results.py); a suite is a throughput benchmark
+file (:mod:`wmbench.benchmark`)."""

@@ -99,7 +99,8 @@ def markdown_table(path: Path) -> str:
 
 
 def suite_page(suite: Path, setups: list, csv_path: Path) -> str:
-    """The Markdown page beside a suite's CSV: its table, and the suite's setups that have no rows yet."""
+    """The Markdown page beside a suite's CSV: its table, and the suite's setups (its cells, with backbone,
+    tokenizer, preset, overrides and batch) that have no rows yet."""
     import pandas as pd
 
     df = pd.read_csv(csv_path, keep_default_na=False)

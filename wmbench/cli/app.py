@@ -1,12 +1,15 @@
 """The ``wmbench`` command line: the group, its error handling, and every command (one module per group).
 
-Exit codes: 0 success, 1 a failure while running, 2 bad input (one line on stderr, nothing written),
-130 interrupted (a resumable checkpoint is kept).
+Exit codes: 0 success, 1 a failure while running (a write that failed, a full disk: one line too), 2 bad input (one
+line on stderr, nothing written), 130 interrupted (a resumable checkpoint is kept). ``--debug`` (or
+``WMBENCH_DEBUG=1``) adds the traceback to those lines.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+import traceback
 
 import click
 
@@ -19,7 +22,7 @@ from wmbench.cli.play import play
 from wmbench.cli.run import describe, eval_, run
 from wmbench.cli.sweep import sweep
 from wmbench.cli.world_model import world_model
-from wmbench.errors import WmbenchError
+from wmbench.errors import DEBUG_ENV, WmbenchError, debugging, os_error_line
 
 
 class Cli(click.Group):
@@ -30,8 +33,11 @@ class Cli(click.Group):
             return super().main(args=args, prog_name=prog_name or "wmbench", standalone_mode=False, **kwargs) or 0
         except (WmbenchError, click.UsageError, click.BadParameter) as exc:
             message = exc.format_message() if isinstance(exc, click.ClickException) else str(exc)
-            click.echo(f"wmbench: error: {message}", err=True)
+            _error(message)
             sys.exit(2)
+        except OSError as exc:  # a write that failed (full disk, I/O error, read-only folder), or a file unreadable
+            _error(os_error_line(exc))
+            sys.exit(1)
         except click.exceptions.Exit as exc:
             sys.exit(exc.exit_code)
         except click.Abort:
@@ -65,12 +71,35 @@ class Cli(click.Group):
             from wmbench.plugins import load
 
             load().add_commands(self)
-            for problem in load().problems:
-                click.echo(f"wmbench: warning: {problem}", err=True)
+            for info in load().plugins.values():
+                for line in filter(None, (info.problem, info.warning)):
+                    click.echo(f"wmbench: warning: {line}", err=True)
+                if info.traceback and debugging():
+                    click.echo(info.traceback.rstrip(), err=True)
+
+
+def _error(message: str) -> None:
+    """The one line of an error, after its traceback when debugging."""
+    if debugging():
+        traceback.print_exc()
+    click.echo(f"wmbench: error: {message}", err=True)
+
+
+def _debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        os.environ[DEBUG_ENV] = "1"  # the commands' own processes (sweep cells) inherit it
 
 
 @click.group(cls=Cli, context_settings=CONTEXT)
 @click.version_option(wmbench.__version__, "--version", prog_name="wmbench")
+@click.option(
+    "--debug",
+    is_flag=True,
+    is_eager=True,
+    expose_value=False,
+    callback=_debug,
+    help=f"Show the traceback of an error or of a plugin that failed to load (or set {DEBUG_ENV}=1).",
+)
 def cli():
     """Benchmark transformer backbones as IRIS world models on Atari 100k.
 

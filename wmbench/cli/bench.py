@@ -10,6 +10,9 @@ from wmbench import files
 from wmbench.cli.options import CONTEXT, cell_config, quiet_option
 from wmbench.errors import WmbenchError
 
+BATCH, REPEATS = 8, 5
+"""The bench's defaults, of a suite's cells too."""
+
 
 @click.command(context_settings=CONTEXT)
 @click.option("--backbone", "-b", default="scratch", show_default=True, help="Backbone id (wmbench list backbones).")
@@ -19,7 +22,7 @@ from wmbench.errors import WmbenchError
 @click.option(
     "--batch",
     "-n",
-    default=8,
+    default=BATCH,
     show_default=True,
     type=click.IntRange(min=1),
     help="Imagined environments, segments per world-model batch.",
@@ -34,13 +37,14 @@ from wmbench.errors import WmbenchError
 @click.option("--bf16", is_flag=True, help="bf16 autocast for every measured pass.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config field (repeatable).")
 @click.option(
-    "--repeats", "-r", default=5, show_default=True, type=click.IntRange(min=1), help="Timed repeats of each measure."
+    "--repeats", "-r", default=REPEATS, show_default=True, type=click.IntRange(1), help="Timed repeats per measure."
 )
 @click.option("--csv", "csv_path", type=click.Path(path_type=Path), help="Append the rows to this CSV.")
 @click.option(
     "--suite",
     type=click.Path(path_type=Path),
-    help="Run every setup of a suite file (other setup options ignored); needs --csv, writes a Markdown table beside it.",
+    help="Measure every cell of a throughput benchmark file (other setup options ignored); needs --csv, writes a "
+    "Markdown table beside it.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
 @quiet_option
@@ -61,7 +65,6 @@ def bench(backbone, tokenizer, game, preset, batch, device, bf16, overrides, rep
     import torch
 
     from wmbench.bench.results import append_csv
-    from wmbench.bench.suite import Setup, load_suite
     from wmbench.progress import Progress
 
     if device == "cuda" and not torch.cuda.is_available():
@@ -69,20 +72,35 @@ def bench(backbone, tokenizer, game, preset, batch, device, bf16, overrides, rep
     if csv_path and csv_path.exists():
         append_csv(csv_path, [])  # refuses a foreign file before anything is measured
     if suite:
-        if not csv_path:
-            raise WmbenchError("--suite needs --csv: the file its rows are appended to")
-        game, device, setups = load_suite(suite)
-        jobs = [(cell_config(s.preset, game, 0, s.tokenizer, s.backbone, s.overrides, device, bf16), s) for s in setups]
+        setups, device = _suite(suite, csv_path)
+        jobs = [(cell_config(s.preset, s.game, 0, s.tokenizer, s.backbone, s.overrides, device, bf16), s.overrides,
+                 s.batch, s.repeats) for s in setups]  # fmt: skip
     else:
-        config = cell_config(preset, game, 0, tokenizer, backbone, overrides, device, bf16)
-        jobs = [(config, Setup(backbone, tokenizer, preset, tuple(overrides), repeats, batch))]
+        setups = []
+        jobs = [(cell_config(preset, game, 0, tokenizer, backbone, overrides, device, bf16), overrides, batch, repeats)]
     log = (lambda line: click.echo(line, err=True)) if not (as_json or quiet) else (lambda _: None)
     with Progress.for_terminal(quiet or as_json, log) as progress:
-        out = _measure_all(jobs, csv_path, suite, setups if suite else [], as_json, progress)
+        out = _measure_all(jobs, csv_path, suite, setups, as_json, progress)
     if suite:
         log(f"table written to {csv_path.with_suffix('.md')}")
     if as_json:
         click.echo(json.dumps(out, indent=2))
+
+
+def _suite(path: Path, csv_path: Path | None) -> tuple[list, str | None]:
+    """The cells of a throughput benchmark file, the bench's defaults filled in, and the file's device."""
+    from dataclasses import replace
+
+    from wmbench.benchmark import TRACKS, cells, load_benchmark
+
+    if not csv_path:
+        raise WmbenchError("--suite needs --csv: the file its rows are appended to")
+    suite = load_benchmark(path)
+    if not TRACKS[suite.track].measures:
+        raise WmbenchError(
+            f"--suite takes a benchmark file of the throughput track; {path} is of the {suite.track} track"
+        )
+    return [replace(c, batch=c.batch or BATCH, repeats=c.repeats or REPEATS) for c in cells(suite)], suite.device
 
 
 def _measure_all(jobs, csv_path, suite, setups, as_json, progress) -> list[dict]:
@@ -91,12 +109,10 @@ def _measure_all(jobs, csv_path, suite, setups, as_json, progress) -> list[dict]
     from wmbench.bench.results import append_csv, records, suite_page
 
     out = []
-    for config, setup in progress.track(jobs, "setups"):
-        name = f"{config.backbone.name} {' '.join(setup.overrides)} at {config.preset}, batch {setup.batch}".replace(
-            "  ", " "
-        )
-        rows = measure(config, setup.batch, setup.repeats, lambda what, name=name: progress.log(f"{name}: {what}"))
-        found = records(config, setup.batch, list(setup.overrides), rows)
+    for config, overrides, batch, repeats in progress.track(jobs, "setups"):
+        name = f"{config.backbone.name} {' '.join(overrides)} at {config.preset}, batch {batch}".replace("  ", " ")
+        rows = measure(config, batch, repeats, lambda what, name=name: progress.log(f"{name}: {what}"))
+        found = records(config, batch, list(overrides), rows)
         if csv_path:
             append_csv(csv_path, found)
         if suite:  # after every setup, so that an interrupted suite leaves the table of what it measured

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from wmbench.cli.options import CONTEXT
+from wmbench.cli.options import CONTEXT, SEED
 from wmbench.report.baselines import DEFAULT
 
 
@@ -22,7 +22,7 @@ from wmbench.report.baselines import DEFAULT
     help=f"Published method to show beside the runs (repeatable; default: {', '.join(DEFAULT)}; 'none' for none).",
 )
 @click.option("--reps", default=2000, show_default=True, type=click.IntRange(min=100), help="Bootstrap replications.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the bootstrap.")
+@click.option("--seed", default=0, show_default=True, type=SEED, help="Seed of the bootstrap.")
 def compare(run_dirs: tuple[Path, ...], out: Path, baselines: tuple[str, ...], reps: int, seed: int) -> None:
     """Compare finished runs: tables, aggregates with bootstrap intervals, plots and a report.md.
 
@@ -36,7 +36,10 @@ def compare(run_dirs: tuple[Path, ...], out: Path, baselines: tuple[str, ...], r
       wmbench compare sweep/Pong sweep/Breakout --out report/ --baseline IRIS --baseline TWM
       wmbench compare runs/ --out report/ --baseline none
 
-    Exit codes: 0 report written, 2 bad input (missing folder, run without summary.json or a field).
+    A run folder that cannot be read whole (a torn metrics line, a corrupt config.json, a summary of another schema)
+    is named in one line and left out; the others are compared.
+
+    Exit codes: 0 report written, 2 bad input (a missing folder, none readable, an unknown baseline).
     """
     from wmbench.report.compare import compare as run_compare
     from wmbench.report.runs import find_bench_csvs
@@ -48,6 +51,12 @@ def compare(run_dirs: tuple[Path, ...], out: Path, baselines: tuple[str, ...], r
     if unfinished:
         shown = ", ".join(map(str, unfinished[:5])) + (", ..." if len(unfinished) > 5 else "")
         click.echo(f"wmbench: skipping {len(unfinished)} unfinished run folder(s) (no summary.json): {shown}", err=True)
-    report = run_compare(folders, out, chosen, reps=reps, seed=seed, bench_csvs=csvs)
+    skipped: list[str] = []
+
+    def warn(line: str) -> None:
+        skipped.append(line)
+        click.echo(f"wmbench: warning: {line}", err=True)
+
+    report = run_compare(folders, out, chosen, reps=reps, seed=seed, bench_csvs=csvs, warn=warn)
     extra = f" and {len(csvs)} throughput CSV(s)" if csvs else ""
-    click.echo(f"{len(folders)} run(s) compared{extra}; report: {report}")
+    click.echo(f"{len(folders) - len(skipped)} run(s) compared{extra}; report: {report}")

@@ -36,16 +36,23 @@ def list_(what, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def plugins(as_json):
     """List the installed plugins: name, distribution, version, status (loaded, disabled or failed, with the
-    problem) and the hooks each implements. Works when a plugin is broken."""
+    problem) and the hooks each implements, with a warning for a plugin that implements none. Works when a plugin
+    is broken; with wmbench --debug, a plugin that failed to import shows its traceback."""
     from dataclasses import asdict
 
+    from wmbench.errors import debugging
     from wmbench.plugins import load
 
     rows = [{**asdict(p), "hooks": list(p.hooks)} for p in sorted(load().plugins.values(), key=lambda p: p.name)]
+    for row in rows:
+        if row["traceback"] and debugging():
+            click.echo(f"plugin {row['name']!r}: {row['traceback'].rstrip()}", err=True)
     if as_json:
         echo_json(rows)
         return
     width = max((len(r["name"]) for r in rows), default=0)
     for r in rows:
-        state = f"hooks: {', '.join(r['hooks'])}" if r["status"] == "loaded" else r["problem"] or r["status"]
+        state = f"hooks: {', '.join(r['hooks']) or 'none'}" if r["status"] == "loaded" else r["problem"] or r["status"]
+        if r["warning"]:
+            state = f"{state}  warning: {r['warning']}"
         click.echo(f"{r['name']:<{width}}  {r['distribution']} {r['version'] or '-'}  {state}")

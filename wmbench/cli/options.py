@@ -8,9 +8,12 @@ from pathlib import Path
 
 import click
 
+from wmbench.config.build import SEED_LIMIT
 from wmbench.errors import WmbenchError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+SEED = click.IntRange(0, SEED_LIMIT)
+"""Seeds: 0 to 2**32 - 1."""
 
 
 def echo_json(data) -> None:
@@ -43,6 +46,18 @@ def cell_config(
     )
 
 
+def open_run(run_dir, config, progress, resume) -> None:
+    """Inside the run folder's lock: continue the run (``resume()`` says from where) or, with ``resume`` None,
+    create the folder and write its config."""
+    from wmbench import config as cfg
+
+    if resume is not None:
+        progress.log(resume())
+    else:
+        run_dir.create(cfg.to_dict(config))
+        progress.log(f"run folder: {run_dir.path}")
+
+
 def default_out(game: str, backbone: str, seed: int) -> Path:
     return Path("runs") / game / backbone / f"{seed}-{time.strftime('%Y%m%d-%H%M%S')}"
 
@@ -57,9 +72,9 @@ def check_device(device: str | None) -> None:
 
 
 quiet_option = click.option(
-    "--quiet", "-q", is_flag=True, help="No progress bars and no per-epoch lines (errors and the last line only)."
+    "--quiet", "-q", is_flag=True, help="No progress bars and no progress lines (errors and the last line only)."
 )
-"""Progress bars show on a terminal only; logs and pipes get one line per epoch, --quiet not even that."""
+"""Progress bars show on a terminal only; logs and pipes get one line per epoch or cell, --quiet not even that."""
 
 
 def run_options(f):
@@ -74,7 +89,7 @@ def run_options(f):
             "--preset", "-p", default="smoke", show_default=True, help="Config preset (wmbench list presets)."
         ),
         click.option("--tokenizer", "-t", default="vqvae", show_default=True, help="Tokenizer id."),
-        click.option("--seed", "-s", default=0, show_default=True, type=int),
+        click.option("--seed", "-s", default=0, show_default=True, type=SEED),
         click.option(
             "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config field (repeatable)."
         ),

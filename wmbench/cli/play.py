@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from wmbench.cli.options import CONTEXT
+from wmbench.cli.options import CONTEXT, SEED
 from wmbench.errors import WmbenchError
 from wmbench.play import session as sessions
 
@@ -31,7 +31,7 @@ def load(target: Path, game: str | None, preset: str, overrides: tuple[str, ...]
     elif isinstance(raw := load_torch(target), dict) and raw.get("format") == checkpoints.FORMAT:
         loaded = evaluation.from_checkpoint(target, registry())
         parent = target.resolve().parent.parent
-        run_path = parent if (parent / "config.json").is_file() else None
+        run_path = parent if RunDir(parent).config.is_file() else None
     else:
         if not game:
             raise WmbenchError(f"{target} is not a wmbench checkpoint; for a reference IRIS checkpoint give --game")
@@ -99,7 +99,7 @@ def has_display() -> bool:
     help="Rebuild the world model's memory from the current frame every N steps (0: only when full).",
 )
 @click.option("--fps", type=click.IntRange(min=1), default=15, show_default=True, help="Starting speed.")
-@click.option("--seed", "-s", default=0, show_default=True, type=int)
+@click.option("--seed", "-s", default=0, show_default=True, type=SEED)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--save-mode", is_flag=True, help="Record every episode; at its end ask (y/n) whether to keep it.")
 @click.option("--headless", is_flag=True, help="No window: render the views to a video file.")
@@ -143,12 +143,13 @@ def play(
     from wmbench.play.controls import Controls, parse_script
     from wmbench.play.player import Player
     from wmbench.play.recording import Recorder
+    from wmbench.rundir import RunDir
 
     keys = parse_script(script)
     if not headless and not has_display():
         raise WmbenchError("no display (DISPLAY is not set): use --headless, or run under a desktop or Xvfb")
     loaded, run_path = load(target, game, preset, overrides)
-    media = out or (run_path / "media" if run_path else Path("play"))
+    media = out or (RunDir(run_path).media if run_path else Path("play"))
     session = build_session(mode, loaded, resolve_device(device), seed, flush_every, source, run_path)
     player = Player(session, Controls(session.action_names), Recorder(media / "recordings", mode, fps), save_mode, fps)
     start = time.perf_counter()

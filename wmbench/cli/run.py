@@ -9,16 +9,18 @@ import click
 
 from wmbench.cli.options import (
     CONTEXT,
+    SEED,
     cell_config,
     check_device,
     default_out,
     echo_json,
     init_options,
+    open_run,
     quiet_option,
     registry,
     run_options,
 )
-from wmbench.errors import WmbenchError
+from wmbench.errors import WmbenchError, os_error_line
 
 
 def _stop_after_epoch_on_signal(trainer) -> None:
@@ -47,12 +49,21 @@ def _stop_after_epoch_on_signal(trainer) -> None:
     "--resume", type=click.Path(path_type=Path), help="Continue the run in this folder from its last checkpoint."
 )
 @init_options
+@click.option(
+    "--dry-run", is_flag=True, help="Check every option and config value, build the agent and envs; write nothing."
+)
 @quiet_option
-def run(backbone, game, preset, tokenizer, seed, overrides, out, device, bf16, resume, init, init_parts, quiet):
+def run(
+    backbone, game, preset, tokenizer, seed, overrides, out, device, bf16, resume, init, init_parts, dry_run, quiet
+):
     """Train and evaluate one cell: a backbone on a game.
 
     Ctrl-C (or SIGTERM) stops after the current epoch with a checkpoint; --resume continues from it, also
-    after a crash or kill -9, with the same episodes and metrics as a run never stopped.
+    after a crash or kill -9, with the same episodes and metrics as a run never stopped. One process writes a
+    run folder at a time (a second one is refused, naming the first's pid). A write that fails (a full disk) stops
+    the run with one line, the folder as it was at its last checkpoint: --resume it once the cause is fixed.
+
+    Exit codes: 0 done, 1 a failure while running, 2 bad input (nothing written), 130 stopped (resumable).
 
     \b
     Examples:
@@ -71,21 +82,25 @@ def run(backbone, game, preset, tokenizer, seed, overrides, out, device, bf16, r
     with Progress.for_terminal(quiet, click.echo) as progress:
         if resume:
             run_dir = RunDir(resume)
-            config = cfg.from_dict(run_dir.read_config(), registry())
-            trainer = Trainer(config, run_dir, registry(), progress=progress)
-            progress.log(trainer.resume())
+            config = cfg.from_dict(run_dir.read_config(), registry(), where=str(run_dir.config))
         else:
             config = cell_config(preset, game, seed, tokenizer, backbone, overrides, device, bf16, init, init_parts)
             run_dir = RunDir(out or default_out(config.game, config.backbone.name, seed))
             run_dir.check_new()
-            trainer = Trainer(config, run_dir, registry(), progress=progress)
+        trainer = Trainer(config, run_dir, registry(), progress=progress)  # everything checked before any write
+        if not resume:
             trainer.load_init()
-            run_dir.create(cfg.to_dict(config))
-            progress.log(f"run folder: {run_dir.path}")
-            if config.init:
+        if dry_run:
+            click.echo(f"checked: {config.game}, backbone {config.backbone.name}, tokenizer {config.tokenizer.name}, "
+                       f"preset {config.preset}, seed {config.seed}, {config.training.epochs} epochs, run folder "
+                       f"{run_dir.path}; nothing written")  # fmt: skip
+            return
+        with run_dir.writer():
+            open_run(run_dir, config, progress, trainer.resume if resume else None)
+            if config.init and not resume:
                 progress.log(f"loaded {', '.join(config.init_parts)} from {config.init}")
-        _stop_after_epoch_on_signal(trainer)
-        summary = _fit(trainer, run_dir)
+            _stop_after_epoch_on_signal(trainer)
+            summary = _fit(trainer, run_dir)
     click.echo(
         f"done: {summary['env_steps']} env steps, {marked_score(summary)}, {summary['wall_time_s']:.0f}s; "
         f"summary in {run_dir.summary}"
@@ -93,9 +108,16 @@ def run(backbone, game, preset, tokenizer, seed, overrides, out, device, bf16, r
 
 
 def _fit(trainer, run_dir):
-    """The trainer's run to its end, or exit 130 with how to continue when stopped."""
+    """The trainer's run to its end, or exit 130 with how to continue when stopped (1 when a write failed)."""
     try:
         summary = trainer.fit()
+    except OSError as exc:  # a full disk, an I/O error, a read-only folder: every file is as of the last checkpoint
+        click.echo(
+            f"wmbench: error: {os_error_line(exc)}; the run stopped in epoch {trainer.epoch}, its folder as it was at "
+            f"its last checkpoint: fix the cause (free space), then wmbench run --resume {run_dir.path}",
+            err=True,
+        )
+        sys.exit(1)
     except KeyboardInterrupt:
         click.echo(
             f"interrupted in epoch {trainer.epoch}; continue from the last checkpoint: wmbench run --resume {run_dir.path}",
@@ -121,7 +143,7 @@ def _fit(trainer, run_dir):
     "--out", "-o", type=click.Path(path_type=Path), help="Folder for the result [default: TARGET/evals, or evals/]."
 )
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--seed", "-s", default=0, show_default=True, type=int, help="Seed of the test envs and the policy.")
+@click.option("--seed", "-s", default=0, show_default=True, type=SEED, help="Seed of the test envs and the policy.")
 @init_options
 @click.option("--game", "-g", help="With --init: the game.")
 @click.option("--preset", "-p", default="iris", show_default=True, help="With --init: the preset the weights fit.")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from wmbench.cli.options import CONTEXT
+from wmbench.cli.options import CONTEXT, quiet_option
 from wmbench.errors import WmbenchError
 
 
@@ -39,8 +39,9 @@ from wmbench.errors import WmbenchError
     "--status", "status_dir", type=click.Path(path_type=Path), help="Report the cells of this sweep folder and exit."
 )
 @click.option("--json", "as_json", is_flag=True, help="With --status: print JSON.")
+@quiet_option
 def sweep(benchmark: Path | None, out: Path | None, jobs: int, executor: str | None, executor_options: tuple[str, ...],
-          dry_run: bool, status_dir: Path | None, as_json: bool) -> None:  # fmt: skip
+          dry_run: bool, status_dir: Path | None, as_json: bool, quiet: bool) -> None:  # fmt: skip
     """Run every cell of a benchmark file, each as its own wmbench process: JOBS at a time here, or as Slurm jobs
     or Ray actors (--executor).
 
@@ -48,7 +49,8 @@ def sweep(benchmark: Path | None, out: Path | None, jobs: int, executor: str | N
     its checkpoint and a cell whose job is still queued or running left alone, so rerunning the same command
     continues a sweep; a failed cell does not stop the others (its output is kept in its folder's log.txt, and
     the next sweep runs it again from the start). OUT/index.json and OUT/index.csv list every cell with its
-    status, duration, folder, executor, job id and state, and command.
+    status, duration, folder, executor, job id and state, and command. On a terminal a progress bar shows the
+    cells over, running, queued and failed, and the time left; elsewhere each cell that ends prints one line.
 
     \b
     Examples:
@@ -63,6 +65,7 @@ def sweep(benchmark: Path | None, out: Path | None, jobs: int, executor: str | N
     from wmbench.benchmark import load_benchmark
     from wmbench.executors.options import make_executor
     from wmbench.executors.status import status, status_lines
+    from wmbench.progress import Progress
     from wmbench.sweep import Sweep
 
     if status_dir is not None:
@@ -74,7 +77,8 @@ def sweep(benchmark: Path | None, out: Path | None, jobs: int, executor: str | N
     bench = load_benchmark(benchmark)
     where = f"benchmark file {benchmark}: executor"
     engine = make_executor(executor, bench.executor, executor_options, Path(out).absolute(), jobs, where)
-    runner = Sweep(bench, out, jobs, log=click.echo, executor=engine)
+    progress = Progress.for_terminal(quiet, click.echo)
+    runner = Sweep(bench, out, jobs, executor=engine, progress=progress)
     if dry_run:
         runner.check_folder()
         plan = runner.plan()
@@ -84,7 +88,8 @@ def sweep(benchmark: Path | None, out: Path | None, jobs: int, executor: str | N
         if described:
             click.echo(described.rstrip())
         return
-    rows = runner.run()
+    with progress:
+        rows = runner.run()
     failed = [r for r in rows if r["status"] != "finished"]
     total = sum(r["duration_s"] or 0 for r in rows)
     click.echo(f"{len(rows) - len(failed)} of {len(rows)} cells finished ({total:.0f}s of cell time); "

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from wmbench.cli.options import CONTEXT, cell_config, default_out, quiet_option, registry
-from wmbench.errors import WmbenchError
+from wmbench.cli.options import CONTEXT, SEED, cell_config, default_out, open_run, quiet_option, registry
+from wmbench.errors import os_error_line
 
 
 @click.command("world-model", context_settings=CONTEXT)
@@ -17,7 +17,7 @@ from wmbench.errors import WmbenchError
 @click.option("--preset", "-p", default="smoke", show_default=True, help="Config preset (wmbench list presets).")
 @click.option("--tokenizer", "-t", default="vqvae", show_default=True, help="Tokenizer id.")
 @click.option(
-    "--seed", "-s", default=0, show_default=True, type=int, help="Seed of training and of the dataset's collection."
+    "--seed", "-s", default=0, show_default=True, type=SEED, help="Seed of training and of the dataset's collection."
 )
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config field (repeatable).")
 @click.option(
@@ -45,31 +45,32 @@ def world_model(backbone, game, preset, tokenizer, seed, overrides, out, device,
     """
     from wmbench import config as cfg
     from wmbench.progress import Progress
-    from wmbench.rundir import RunDir
+    from wmbench.rundir import OBS_LOSS, RunDir
     from wmbench.tracks.world_model import WorldModelTrack
 
     with Progress.for_terminal(quiet, click.echo) as progress:
         if resume:
             run_dir = RunDir(resume)
-            config = cfg.from_dict(run_dir.read_config(), registry())
-            if not run_dir.last_checkpoint.exists():
-                raise WmbenchError(f"{resume} has no checkpoint yet; start it again instead of resuming")
-            track = WorldModelTrack(config, run_dir, registry(), progress=progress)
-            progress.log(track.resume())
+            config = cfg.from_dict(run_dir.read_config(), registry(), where=str(run_dir.config))
         else:
             config = cell_config(preset, game, seed, tokenizer, backbone, overrides, device)
             run_dir = RunDir(out or default_out(config.game, config.backbone.name, seed))
-            track = WorldModelTrack(config, run_dir, registry(), progress=progress)  # checks settings and data first
-            run_dir.create(cfg.to_dict(config))
-            progress.log(f"run folder: {run_dir.path}")
-        try:
-            summary = track.fit()
-        except KeyboardInterrupt:
-            click.echo(f"interrupted; continue with: wmbench world-model --resume {run_dir.path}", err=True)
-            sys.exit(130)
+            run_dir.check_new()
+        track = WorldModelTrack(config, run_dir, registry(), progress=progress)  # checks settings and data first
+        with run_dir.writer():
+            open_run(run_dir, config, progress, track.resume if resume else None)
+            try:
+                summary = track.fit()
+            except OSError as exc:
+                click.echo(f"wmbench: error: {os_error_line(exc)}; the run's folder is as it was at its last budget: "
+                           f"fix the cause (free space), then wmbench world-model --resume {run_dir.path}", err=True)  # fmt: skip
+                sys.exit(1)
+            except KeyboardInterrupt:
+                click.echo(f"interrupted; continue with: wmbench world-model --resume {run_dir.path}", err=True)
+                sys.exit(130)
     target = summary["frames_to_target"]
     click.echo(
-        f"done: held-out next-token loss {summary['final']['heldout/loss/observations']:.4f} after {summary['env_steps']} "
+        f"done: held-out next-token loss {summary['final'][OBS_LOSS]:.4f} after {summary['env_steps']} "
         f"frames; target {summary['target_loss']} reached {'after ' + str(target) + ' frames' if target else 'at no budget'}; "
         f"{summary['wall_time_s']:.0f}s; summary in {run_dir.summary}"
     )

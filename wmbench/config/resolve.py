@@ -8,7 +8,7 @@ import typing
 from importlib import resources
 from typing import Any
 
-from wmbench.config.build import build_dataclass, merge, parse_overrides
+from wmbench.config.build import build_dataclass, check_config, merge, parse_overrides
 from wmbench.config.schema import PLUGIN_SECTIONS, PluginChoice, RunConfig
 from wmbench.errors import WmbenchError, unknown
 
@@ -62,15 +62,24 @@ def resolve(
         per_plugin = {k: table.pop(k) for k in list(table) if isinstance(table[k], dict)}
         options = merge(per_plugin.get(spec.name, {}), table)
         choices[section] = PluginChoice(spec.name, build_dataclass(spec.options, options, section))
-    return build_dataclass(RunConfig, {**tree, **choices, "preset": preset, "game": game, "seed": seed}, "")
+    return check_config(
+        build_dataclass(RunConfig, {**tree, **choices, "preset": preset, "game": game, "seed": seed}, "")
+    )
 
 
-def from_dict(data: dict[str, Any], registry: Registry) -> RunConfig:
-    """Rebuild a config written by :func:`to_dict` (for resume and eval)."""
-    data = dict(data)
-    choices = {}
-    for section in PLUGIN_SECTIONS:
-        entry = data.pop(section)
-        spec = registry.get(section, entry["name"])
-        choices[section] = PluginChoice(spec.name, build_dataclass(spec.options, entry["options"], section))
-    return build_dataclass(RunConfig, {**data, **choices}, "")
+def from_dict(data: dict[str, Any], registry: Registry, where: str = "config") -> RunConfig:
+    """Rebuild a config written by :func:`to_dict` (for resume and eval); an error names ``where`` it came from."""
+    try:
+        if not isinstance(data, dict):
+            raise WmbenchError("not a JSON object")
+        data = dict(data)
+        choices = {}
+        for section in PLUGIN_SECTIONS:
+            entry = data.pop(section, None)
+            if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+                raise WmbenchError(f"{section!r} must be a table with a name and options, got {str(entry)[:80]}")
+            spec = registry.get(section, entry["name"])
+            choices[section] = PluginChoice(spec.name, build_dataclass(spec.options, entry.get("options"), section))
+        return check_config(build_dataclass(RunConfig, {**data, **choices}, ""))
+    except WmbenchError as exc:
+        raise WmbenchError(f"{where}: {exc}") from exc

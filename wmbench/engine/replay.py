@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from wmbench import files
+from wmbench.errors import WmbenchError
 
 
 @dataclass
@@ -78,13 +79,25 @@ class ReplayStore:
             raise ValueError("a store without a folder has nothing to load")
         self.episodes = []
         for index in range(num_episodes):
-            data = files.load_torch(self.folder / f"{index:06d}.pt")
+            path = self.folder / f"{index:06d}.pt"
+            data = files.load_torch(path, what="replay file")
+            names = {f.name for f in fields(Episode)}
+            if (
+                not isinstance(data, dict)
+                or set(data) != names
+                or not all(isinstance(v, torch.Tensor) for v in data.values())
+            ):
+                raise WmbenchError(f"replay file {path} is not an episode (tensors {', '.join(sorted(names))})")
             self.episodes.append(Episode(**data))
-        if self.episodes:
+        if self.episodes and len(self.episodes[-1]) < last_length:
+            raise WmbenchError(
+                f"replay file {path} holds {len(self.episodes[-1])} steps, fewer than the {last_length} the checkpoint counts"
+            )
+        if self.episodes and len(self.episodes[-1]) > last_length:
             last = self.episodes[-1]
             self.put(num_episodes - 1, Episode(*(getattr(last, f.name)[:last_length] for f in fields(last))))
         for path in sorted(self.folder.glob("*.pt")):
-            if int(path.stem) >= num_episodes:
+            if path.stem.isdigit() and int(path.stem) >= num_episodes:
                 path.unlink()
 
     def _episode_probabilities(self) -> np.ndarray:

@@ -85,6 +85,7 @@ class Trainer:
         self.rng = np.random.default_rng(config.seed)
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
         self.game = registry.game(config.game)
+        self.provenance = {kind: registry.provenance(kind, getattr(config, kind).name) for kind in Registry.KINDS}
         self.num_actions = self.game.num_actions()
         self.agent: Agent = build_agent(config, registry, self.num_actions).to(self.device)
         t = config.training
@@ -137,7 +138,7 @@ class Trainer:
 
     def load_checkpoint(self) -> dict[str, Any]:
         """Restore the agent, optimisers, counters and RNG states from the run's last checkpoint (checked against
-        this config), dropping metrics lines and partial writes made after it; returns the checkpoint."""
+        this config); returns the checkpoint. Reads only: :meth:`RunDir.roll_back` drops what came after it."""
         path = self.run.last_checkpoint
         state = checkpoints.load(path)
         checkpoints.check_same_run(state, cfg.to_dict(self.config), path)
@@ -148,21 +149,20 @@ class Trainer:
         torch.set_rng_state(state["rng"]["torch"])
         self.generator.set_state(state["rng"]["generator"])
         self.rng.bit_generator.state = json.loads(state["rng"]["numpy"])
-        self.run.truncate_metrics(self.epoch)
-        self.run.remove_partial_writes()
         return state
 
     def resume(self) -> str:
-        """Continue from the last checkpoint; returns a line saying from where."""
+        """Continue from the last checkpoint, dropping the metrics lines, replay steps and partial writes made after
+        it (everything is read and checked before anything is changed); returns a line saying from where."""
         path = self.run.last_checkpoint
         if not path.exists():  # killed before its first checkpoint: start over in the same folder
             self.store.load(num_episodes=0, last_length=0)
-            self.run.truncate_metrics(0)
-            self.run.remove_partial_writes()
+            self.run.roll_back(0)
             self.load_init()
             return f"{self.run.path} has no checkpoint yet: starting it over from epoch 0"
         state = self.load_checkpoint()
         self.store.load(**state["replay"])
+        self.run.roll_back(self.epoch)
         line = f"resumed {self.run.path} after epoch {self.epoch}: {self.env_steps} env steps, {len(self.store.episodes)} episodes"
         if self.epoch < self.config.training.collect.stop_after_epoch:
             start = time.perf_counter()
@@ -390,6 +390,7 @@ class Trainer:
             "parameters": self.agent.parameter_counts(),
             "backbone_info": self.agent.world_model.transformer.describe(),
             "tokenizer_info": self.agent.tokenizer.describe(),
+            "plugins": self.provenance,
             "peak_memory": peak_memory_mb(self.device),
             "device": str(self.device),
             "bf16": c.bf16,

@@ -61,9 +61,13 @@ class Game:
             raise self._broken(f"has {n!r} actions, not a positive integer")
         return n
 
+    def reference_scores(self) -> tuple[float, float] | None:
+        """The game's ``(random, human)`` scores, or None when its suite has none."""
+        return self.suite.reference_scores(self.name) if self.suite.reference_scores else None
+
     def human_normalised(self, score: float) -> float:
         """``(score - random) / (human - random)``, or NaN when the suite has no reference scores for the game."""
-        scores = self.suite.reference_scores(self.name) if self.suite.reference_scores else None
+        scores = self.reference_scores()
         if scores is None:
             return math.nan
         random, human = scores

@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wmbench import files
+from wmbench import files, lock
 from wmbench.errors import WmbenchError
+from wmbench.rundir import RunDir
 
 QUEUED, RUNNING, ENDED = "queued", "running", "ended"
 """What :meth:`Executor.states` reports of a job: waiting for resources, running, or over (whatever the outcome:
@@ -54,6 +55,8 @@ class Task:
     """Create the folder before a fresh run (``wmbench bench`` writes its CSV into it)."""
     rename: tuple[Path, Path] | None = None
     """A file renamed on success (``throughput.partial.csv`` to ``throughput.csv``)."""
+    result: Path | None = None
+    """The file whose presence means the cell finished (its ``summary.json``)."""
 
     @property
     def resumes(self) -> bool:
@@ -61,7 +64,7 @@ class Task:
 
     def resumed(self) -> Task:
         """The task that continues this cell from its checkpoint (or starts it again without one)."""
-        has_checkpoint = (self.folder / "checkpoints" / "last.pt").is_file()
+        has_checkpoint = RunDir(self.folder).last_checkpoint.is_file()
         return dataclasses.replace(self, args=self.resume_args) if has_checkpoint and self.resume_args else self
 
     def argv(self, python: str = sys.executable) -> list[str]:
@@ -86,6 +89,7 @@ class Task:
             threads=int(data["threads"]),
             make_folder=bool(data["make_folder"]),
             rename=rename,
+            result=Path(data["result"]) if data.get("result") else None,
             **paths,
         )  # type: ignore[arg-type]
 
@@ -103,14 +107,27 @@ def _die_with_parent() -> None:
 def run_task(task: Task, started: typing.Callable[[subprocess.Popen], None] | None = None) -> int:
     """Run one cell to its end on this machine; returns its exit code and writes its exit record.
 
-    SIGINT and SIGTERM are passed on to the cell (``wmbench run`` then stops after the epoch's checkpoint);
-    ``started`` receives the process (so an executor can stop it on preemption)."""
+    One job of a cell runs at a time: a job of an earlier sweep that is still running it (its sweep killed before it
+    recorded the job) is waited for, then the cell is skipped if that job finished it, or resumed from its
+    checkpoint. SIGINT and SIGTERM are passed on to the cell (``wmbench run`` then stops after the epoch's
+    checkpoint); ``started`` receives the process (so an executor can stop it on preemption)."""
+    job_lock = lock.acquire(task.record.with_suffix(".lock"), f"cell {task.cell}", wait=True)
+    try:
+        if task.result is not None and task.result.is_file():
+            files.write_json(task.record, {"returncode": 0, "duration_s": 0.0})
+            return 0
+        return _run(task.resumed(), started)
+    finally:
+        os.close(job_lock)
+
+
+def _run(task: Task, started: typing.Callable[[subprocess.Popen], None] | None) -> int:
     task.record.unlink(missing_ok=True)
     if not task.resumes and task.folder.exists():  # an earlier attempt that died before its first checkpoint
         shutil.rmtree(task.folder)
     if not task.resumes and task.make_folder:
         task.folder.mkdir(parents=True)
-    log_path = task.folder / "log.txt" if task.folder.is_dir() else task.pending_log
+    log_path = RunDir(task.folder).log_file if task.folder.is_dir() else task.pending_log
     log_path.parent.mkdir(parents=True, exist_ok=True)
     if log_path != task.pending_log and task.pending_log.is_file():  # the output of an attempt killed mid-run
         with open(log_path, "ab") as log:
@@ -132,9 +149,9 @@ def run_task(task: Task, started: typing.Callable[[subprocess.Popen], None] | No
         if started:
             started(proc)
         returncode = proc.wait()
-    if log_path != task.folder / "log.txt":
+    if log_path != RunDir(task.folder).log_file:
         task.folder.mkdir(parents=True, exist_ok=True)
-        os.replace(log_path, task.folder / "log.txt")
+        os.replace(log_path, RunDir(task.folder).log_file)
     if task.rename and returncode == 0 and task.rename[0].is_file():
         os.replace(*task.rename)
     files.write_json(task.record, {"returncode": returncode, "duration_s": round(time.perf_counter() - start, 1)})

@@ -13,6 +13,7 @@ from typing import Any
 
 from wmbench.errors import WmbenchError
 from wmbench.executors.base import ENDED, RUNNING, Executor, Task, run_task
+from wmbench.rundir import RunDir
 
 NAMESPACE = "wmbench"
 
@@ -147,7 +148,7 @@ class RayExecutor(Executor):
 
     def describe(self, tasks: list[Task]) -> str:
         specs = [{"actor": "wmbench.executors.ray.CellActor", "options": self._actor_options(t),
-                  "runs": t.argv(), "env": {"OMP_NUM_THREADS": str(t.threads)}, "log": str(t.folder / "log.txt")}
+                  "runs": t.argv(), "env": {"OMP_NUM_THREADS": str(t.threads)}, "log": str(RunDir(t.folder).log_file)}
                  for t in tasks]  # fmt: skip
         where = self.options.address or "a local Ray instance on 127.0.0.1"
         return f"# Ray actors this sweep would create on {where}, one per cell:\n{json.dumps(specs, indent=2)}\n"

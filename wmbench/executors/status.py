@@ -8,9 +8,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from wmbench.benchmark import TRACKS
 from wmbench.errors import WmbenchError
 from wmbench.executors.base import ENDED
 from wmbench.executors.options import make_executor
+from wmbench.rundir import TRACK_AGENT
 
 STATES = ("pending", "queued", "running", "finished", "interrupted", "failed")
 
@@ -39,12 +41,12 @@ def status(out: Path) -> dict[str, Any]:
                 states, note = {}, "states as the sweep last recorded them: its Ray instance is its own"
         except WmbenchError as exc:
             states, note = {}, f"states as last recorded: {exc}"
-        result = "throughput.csv" if index.get("track") == "throughput" else "summary.json"
+        result = TRACKS[index.get("track", TRACK_AGENT)].result
         for row in active:
             state, word = states.get(row["job_id"], (row["status"], row.get("job_state", "")))
             row["job_state"] = word
             if state == ENDED:
-                row["status"] = "finished" if (Path(row["folder"]) / result).is_file() else "failed"
+                row["status"] = "finished" if result(Path(row["folder"])).is_file() else "failed"
             else:
                 row["status"] = state
     now = time.time()

@@ -19,6 +19,7 @@ from wmbench.engine.agent import Agent
 from wmbench.engine.backbone import Cache
 from wmbench.engine.imagination import DreamEnv, sample
 from wmbench.errors import WmbenchError
+from wmbench.rundir import RunDir
 
 MODES = ("agent", "human", "dream", "dream-agent", "replay")
 """agent / human: the real game; dream / dream-agent: inside the world model; replay: saved episodes."""
@@ -50,7 +51,7 @@ def to_image(frames: torch.Tensor) -> np.ndarray:
 
 def to_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:
     """``uint8 [H, W, 3]`` as a batch of one ``[1, 3, H, W]`` in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(image)).to(device).permute(2, 0, 1)[None].float().div(255)
+    return torch.tensor(image, device=device).permute(2, 0, 1)[None].float().div(255)  # a copy: frames may be read-only
 
 
 def original_frame(env, obs: np.ndarray) -> np.ndarray:
@@ -226,7 +227,7 @@ def load_episodes(run_path: Path, source: str, size: int) -> list[Episode]:
     """Episodes of a run folder: ``train`` (replay/), ``test`` or ``imagined`` (media/ videos), ``recordings``."""
     if source == "train":
         paths = sorted((run_path / "replay").glob("*.pt"))
-        data = [files.load_torch(p) for p in paths]
+        data = [files.load_torch(p, what="replay file") for p in paths]
         episodes = [
             Episode(
                 f"train {p.stem}", d["frames"].permute(0, 2, 3, 1).numpy(), d["actions"].numpy(), d["rewards"].numpy()
@@ -234,7 +235,7 @@ def load_episodes(run_path: Path, source: str, size: int) -> list[Episode]:
             for p, d in zip(paths, data)
         ]
     elif source == "recordings":
-        paths = sorted((run_path / "media" / "recordings").glob("*.npz"))
+        paths = sorted(RunDir(run_path).recordings.glob("*.npz"))
         episodes = []
         for p in paths:
             with np.load(p) as d:
@@ -244,7 +245,7 @@ def load_episodes(run_path: Path, source: str, size: int) -> list[Episode]:
     else:
         import imageio.v3 as iio
 
-        paths = sorted(p for p in (run_path / "media").glob(f"{source}_*") if p.suffix in (".mp4", ".gif"))
+        paths = sorted(p for p in RunDir(run_path).media.glob(f"{source}_*") if p.suffix in (".mp4", ".gif"))
         episodes = []
         for p in paths:
             frames = np.asarray(iio.imread(p, index=None))[..., :3]

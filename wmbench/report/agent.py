@@ -35,7 +35,6 @@ def runs_table(runs: Sequence[Run]):
     """One row per run: what it was, its final score, and its costs."""
     import pandas as pd
 
-    human = published.human_scores()
     rows = []
     for label, r in zip(method_labels(runs), runs):
         s = r.summary
@@ -70,8 +69,8 @@ def runs_table(runs: Sequence[Run]):
                 "path": str(r.path),
             }
         )
-    order = {g: i for i, g in enumerate(human)}
     df = pd.DataFrame(rows)
+    order = {g: i for i, g in enumerate(published.game_order(df["game"]))}
     for col in NUMERIC:  # optional fields: a missing or odd value becomes NaN, not a crash later
         df[col] = pd.to_numeric(df[col], errors="coerce")
     df["_game"] = df["game"].map(order)
@@ -79,12 +78,13 @@ def runs_table(runs: Sequence[Run]):
 
 
 def per_game_table(df, methods: Sequence[str], baseline_names: Sequence[str]):
-    """Per game: random and human scores, mean, std and count over seeds per method, and published means."""
+    """Per game (of every env suite): the reference random and human scores (NaN where the suite has none), mean,
+    std and count over seeds per method, and published means (NaN for a game they did not play)."""
     import pandas as pd
 
-    human, rand = published.human_scores(), published.random_scores()
-    games = [g for g in human if g in set(df["game"])]
-    table = pd.DataFrame({"game": games, "random": [rand[g] for g in games], "human": [human[g] for g in games]})
+    games = published.game_order(df["game"])
+    references = [registry().game(g).reference_scores() or (math.nan, math.nan) for g in games]
+    table = pd.DataFrame({"game": games, "random": [r for r, _ in references], "human": [h for _, h in references]})
     for m in methods:
         grouped = df[df["method"] == m].groupby("game")["eval_return_mean"]
         table[f"{m} mean"] = table["game"].map(grouped.mean())
@@ -92,11 +92,11 @@ def per_game_table(df, methods: Sequence[str], baseline_names: Sequence[str]):
         table[f"{m} n"] = table["game"].map(grouped.count()).fillna(0).astype(int)
     for b in baseline_names:
         scores = published.load(b)
-        table[f"{b}{PUBLISHED} mean"] = [float(np.mean(scores[g])) for g in games]
+        table[f"{b}{PUBLISHED} mean"] = [float(np.mean(scores[g])) if g in scores else math.nan for g in games]
         table[f"{b}{PUBLISHED} std"] = [
-            float(np.std(scores[g], ddof=1)) if len(scores[g]) > 1 else math.nan for g in games
+            float(np.std(scores[g], ddof=1)) if len(scores.get(g, ())) > 1 else math.nan for g in games
         ]
-        table[f"{b}{PUBLISHED} n"] = [len(scores[g]) for g in games]
+        table[f"{b}{PUBLISHED} n"] = [len(scores.get(g, ())) for g in games]
     return table
 
 
@@ -125,7 +125,8 @@ class Scores:
 
 
 def score_matrices(df, methods: Sequence[str], baseline_names: Sequence[str]) -> Scores:
-    """Matrices of the runs' and the baselines' human-normalised scores over the games all methods ran."""
+    """Matrices of the runs' and the baselines' human-normalised scores over the games all methods ran (games without
+    reference scores have no normalised score and are left out, and so are games the published baselines lack)."""
     human = published.human_scores()
     notes = []
     if baseline_names and "score_caveats" in df and (df["score_caveats"] != "").any():
@@ -136,15 +137,25 @@ def score_matrices(df, methods: Sequence[str], baseline_names: Sequence[str]) ->
         )
         df = df[df["score_caveats"] == ""]
     covered = [set(df.loc[df["method"] == m, "game"]) for m in methods]
-    games = [g for g in human if all(g in c for c in covered)]
-    if len(games) < len(human):
+    normalisable = set(df.loc[df["human_normalised_score"].notna(), "game"])
+    unscored = sorted(set(df["game"]) - normalisable)
+    if unscored:
+        notes.append(f"{', '.join(unscored)}: no reference scores (its env suite gives none), so no normalised "
+                     "score and no place in the aggregates.")  # fmt: skip
+    games = [g for g in published.game_order(normalisable) if all(g in c for c in covered)]
+    unpublished = [g for g in games if g not in human] if baseline_names else []
+    if unpublished:
+        notes.append(f"{', '.join(unpublished)} left out of the aggregates beside the published baselines, which have "
+                     "no scores for them (compare with --baseline none to aggregate them).")  # fmt: skip
+        games = [g for g in games if g in human]
+    if any(g in human for g in games) and len(games) < len(human):
         notes.append(
             f"Aggregates are over the {len(games)} game(s) every backbone ran ({', '.join(games) or 'none'}), "
             f"not the 26 of Atari 100k; published baselines are restricted to the same games, so their figures "
             f"differ from the published 26-game aggregates."
         )
     for m, c in zip(methods, covered):
-        extra = sorted(c - set(games))
+        extra = sorted(c - set(games) - set(unscored) - set(unpublished))
         if extra:
             notes.append(f"{m} also ran {', '.join(extra)}, left out of the aggregates (not every backbone ran them).")
     matrices, kinds = {}, {}

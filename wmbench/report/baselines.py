@@ -59,6 +59,12 @@ def random_scores() -> dict[str, float]:
     return {game: runs[0] for game, runs in _read("RANDOM").items()}
 
 
+def game_order(games) -> list[str]:
+    """The games, Atari 100k's in the published order first, then those of other env suites by name."""
+    games, atari = set(games), list(human_scores())
+    return [g for g in atari if g in games] + sorted(games - set(atari))
+
+
 def normalised(name: str) -> dict[str, list[float]]:
     """Per-game human-normalised scores of one published method."""
     h, r = human_scores(), random_scores()

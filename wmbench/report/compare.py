@@ -11,7 +11,7 @@ written by ``wmbench bench`` a table of their own.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from wmbench.report import agent as tables
 from wmbench.report import baselines as published
 from wmbench.report import plots, stats
 from wmbench.report.agent import IMAGINED_FPS, PUBLISHED, WM_LOSS, Scores
-from wmbench.report.runs import Run, load_run, method_labels, read_bench_csvs
+from wmbench.report.runs import Run, load_runs, method_labels, read_bench_csvs
 from wmbench.rundir import TRACK_WORLD_MODEL
 
 #: Above this many rows a table is linked from report.md rather than shown inline.
@@ -68,7 +68,7 @@ def _aggregate_sections(
     import pandas as pd
 
     if not scores.matrices:
-        skipped = "Skipped: no game is covered by every backbone."
+        skipped = "Skipped: no game with a normalised score is covered by every backbone (and the published baselines shown): see the notes."
         titles = ("Aggregate human-normalised scores", "Probability of improvement", "Performance profiles")
         return [line for t in titles for line in _section(t, skipped)]
     agg = tables.aggregate_table(scores, reps, seed)
@@ -145,9 +145,11 @@ def compare(
     reps: int = stats.REPS,
     seed: int = 0,
     bench_csvs: Sequence[Path] = (),
+    warn: Callable[[str], object] = lambda line: None,
 ) -> Path:
     """Read the run folders (and ``wmbench bench`` CSVs), write tables, plots and ``report.md`` into ``out``;
-    returns report.md's path.
+    returns report.md's path. A folder that cannot be read whole is left out, its problem passed to ``warn`` and
+    listed in report.md; none readable is a WmbenchError.
 
     ``baselines`` names published methods (see :func:`wmbench.report.baselines.available`) to show beside
     the agent runs. Every file is written atomically; files of an earlier report in ``out`` are replaced.
@@ -157,7 +159,13 @@ def compare(
     if not run_dirs and not bench_csvs:
         raise WmbenchError("no run folders to compare")
     baseline_names = list(dict.fromkeys(published.check(b) for b in baselines))
-    runs = [load_run(Path(p)) for p in run_dirs]
+    runs, problems = load_runs(run_dirs)
+    if problems and not runs and not bench_csvs:
+        raise WmbenchError(
+            problems[0] + (f" (and {len(problems) - 1} other folder(s) unreadable)" if len(problems) > 1 else "")
+        )
+    for problem in problems:
+        warn(f"skipping {problem}")
     bench = read_bench_csvs(bench_csvs)
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -175,6 +183,9 @@ def compare(
         f"Made by `wmbench compare` (wmbench {wmbench.__version__}) from {', '.join(parts)}.",
         "",
     ]
+    if problems:
+        lines += [f"{len(problems)} run folder(s) could not be read whole and are left out:", "",
+                  *[f"- {p}" for p in problems], ""]  # fmt: skip
     if agent:
         lines += _agent_sections(w, agent, baseline_names, reps, seed)
     if world_model:

@@ -150,7 +150,7 @@ def plot_curves(summary, colours: dict[str, Any], ylabel: str, title: str):
     import seaborn as sns
 
     plt = _pyplot()
-    games = [g for g in published.human_scores() if g in set(summary["game"])]
+    games = published.game_order(summary["game"])
     methods = list(dict.fromkeys(summary["method"]))
     cols = min(4, len(games))
     rows = math.ceil(len(games) / cols)

@@ -59,7 +59,19 @@ def load_run(folder: Path) -> Run:
             f"run folder {folder}: summary.json field 'game' is {summary['game']!r}, not an Atari 100k game "
             "nor a game of another installed env suite (wmbench list games)"
         )
-    return Run(Path(folder), summary, run.read_metrics(), run.read_config() if run.config.is_file() else {})
+    return Run(Path(folder), summary, run.read_metrics(strict=True), run.read_config() if run.config.is_file() else {})
+
+
+def load_runs(folders: Sequence[Path]) -> tuple[list[Run], list[str]]:
+    """Every run that reads whole, and the one-line problem of each folder that does not (a torn metrics line, a
+    corrupt config.json, a summary of another schema...), which is left out."""
+    runs, problems = [], []
+    for folder in folders:
+        try:
+            runs.append(load_run(Path(folder)))
+        except WmbenchError as exc:
+            problems.append(str(exc))
+    return runs, problems
 
 
 def read_bench_csvs(paths: Sequence[Path]):

@@ -85,7 +85,7 @@ def load_or_collect(game: str, env_config: EnvConfig, steps: int, seed: int, log
                 "env": json.dumps(dataclasses.asdict(env_config)),
                 "episodes": [{f: getattr(e, f) for f in fields} for e in episodes],
             })  # fmt: skip
-    data = files.load_torch(path)
+    data = files.load_torch(path, what="dataset")
     if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("steps") != steps:
         raise WmbenchError(f"dataset {path} is not a {FORMAT} file of {steps} steps; delete it to collect it again")
     return [Episode(**e) for e in data["episodes"]], path

@@ -84,9 +84,14 @@ class WorldModelTrack:
         return self.trainer.agent
 
     def resume(self) -> str:
-        """Continue from the checkpoint of the last budget reached; returns a line saying from where."""
+        """Continue from the checkpoint of the last budget reached (or start over, when stopped before the first);
+        returns a line saying from where."""
         t = self.trainer
+        if not self.run.last_checkpoint.exists():
+            self.run.roll_back(0)
+            return f"{self.run.path} has no checkpoint yet: starting it over from the first budget"
         t.load_checkpoint()
+        self.run.roll_back(t.epoch)
         return f"resumed {self.run.path} after {t.env_steps} frames seen (epoch {t.epoch})"
 
     def fit(self) -> dict[str, Any]:

@@ -243,3 +243,31 @@ def test_recency_weights_option():
     assert probs.sum() == pytest.approx(1.0)
     # 10 episodes in buckets of 2, 2, 2, 4: the newest four share half the mass.
     assert probs[-4:].sum() == pytest.approx(0.5) and probs[0] == pytest.approx(0.125 / 2)
+
+
+def test_tokenizer_stops_training_after_its_last_epoch(registry, tmp_path):
+    """``training.tokenizer.stop_after_epoch``: the tokenizer trains up to that epoch, then its weights stay put
+    while the world model goes on training (and the IRIS default never stops)."""
+    from plugin_site import TINY
+
+    from wmbench.engine.trainer import Trainer
+    from wmbench.rundir import RunDir
+
+    assert cfg.resolve("iris", "Pong", 0, "vqvae", "scratch", [], registry).training.tokenizer.stop_after_epoch > 600
+    sets = [*TINY, "training.epochs=3", "training.tokenizer.stop_after_epoch=2"]
+    config = cfg.resolve("smoke", "Catcher", 0, "vqvae", "scratch", sets, registry)
+    run = RunDir(tmp_path / "run")
+    run.create(cfg.to_dict(config))
+    trainer = Trainer(config, run, registry, log=lambda line: None)
+    states = []
+    for _ in range(3):
+        trainer.epoch += 1
+        metrics = trainer.train_epoch()
+        states.append([p.detach().clone() for p in trainer.agent.parameters()])
+        assert ("loss/tokenizer/total" in metrics) == (trainer.epoch == 2), trainer.epoch
+    tokenizer = {id(p) for p in trainer.agent.tokenizer.parameters()}
+    moved = [
+        not torch.equal(a, b) for p, a, b in zip(trainer.agent.parameters(), states[1], states[2]) if id(p) in tokenizer
+    ]
+    assert not any(moved)
+    assert "loss/world_model/total" in metrics

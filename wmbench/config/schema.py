@@ -78,6 +78,9 @@ class TokenizerTrainConfig:
 
     batch_size: int = 256
     start_after_epochs: int = 5
+    stop_after_epoch: int = 1_000_000
+    """No tokenizer training after this epoch: its codes stop moving under the world model. The default never
+    stops, as IRIS."""
     steps_per_epoch: int = 200
     lr: float = 1e-4
     grad_clip: float = 10.0

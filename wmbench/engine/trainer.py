@@ -301,7 +301,7 @@ class Trainer:
                     )
                 )
             self.env_steps += c.steps_per_epoch
-        if epoch > t.tokenizer.start_after_epochs:
+        if t.tokenizer.start_after_epochs < epoch <= t.tokenizer.stop_after_epoch:
             metrics.update(self.train_tokenizer())
         if epoch > t.world_model.start_after_epochs:
             metrics.update(self.train_world_model())

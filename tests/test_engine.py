@@ -183,6 +183,24 @@ def test_imagination_with_cache_equals_recomputation(agent):
         assert torch.equal(rewards, rewards_ref) and torch.equal(ends, ends_ref)
 
 
+def test_greedy_frames_are_the_most_likely_tokens(agent):
+    """``greedy_frames``: every observation token is the argmax given the ones before it, whatever the generator;
+    rewards and ends are still sampled."""
+    agent = agent.double().eval()
+    wm, frames, actions = agent.world_model, torch.rand(2, 3, 32, 32, dtype=torch.float64), torch.tensor([1, 4])
+    tokens = []
+    for seed in (1, 2):
+        dream = DreamEnv(agent.tokenizer, wm, torch.Generator().manual_seed(seed), greedy_frames=True)
+        dream.reset(frames)
+        dream.step(actions, decode=False)
+        tokens.append(dream.obs_tokens)
+    assert torch.equal(tokens[0], tokens[1])
+    seq = torch.cat([agent.tokenizer.encode(frames), actions[:, None]], 1)
+    for k in range(wm.tokens_per_frame):
+        assert torch.equal(wm.head_observations(wm(seq)[:, -1]).argmax(-1), tokens[0][:, k])
+        seq = torch.cat([seq, tokens[0][:, k : k + 1]], 1)
+
+
 def test_imagine_rollout_and_losses(agent):
     dream = DreamEnv(agent.tokenizer, agent.world_model.eval(), torch.Generator().manual_seed(0))
     frames = torch.rand(4, 3, 3, 32, 32)

@@ -115,6 +115,9 @@ class ActorCriticTrainConfig:
     gamma: float = 0.995
     lambda_: float = 0.95
     entropy_weight: float = 0.001
+    greedy_frames: bool = False
+    """Imagined frames of the world model's most likely tokens instead of sampled ones (rewards and ends stay
+    sampled). False: IRIS, which samples every token."""
 
 
 @dataclass(frozen=True)

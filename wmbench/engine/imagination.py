@@ -28,8 +28,17 @@ def sample(logits: torch.Tensor, generator: torch.Generator | None) -> torch.Ten
 class DreamEnv:
     """A batch of environments simulated by the world model."""
 
-    def __init__(self, tokenizer: Tokenizer, world_model: WorldModel, generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        tokenizer: Tokenizer,
+        world_model: WorldModel,
+        generator: torch.Generator | None = None,
+        greedy_frames: bool = False,
+    ):
+        """``greedy_frames``: each observation token is the world model's most likely one instead of a sample
+        (rewards and ends are still sampled); not IRIS's, which samples every token."""
         self.tokenizer, self.world_model, self.generator = tokenizer, world_model, generator
+        self.greedy_frames = greedy_frames
         self.obs_tokens: torch.Tensor  # set by reset()
         self.cache: Cache
 
@@ -66,7 +75,8 @@ class DreamEnv:
             return None, rewards, ends
         tokens = []
         for _ in range(wm.tokens_per_frame):
-            tokens.append(sample(wm.head_observations(hidden), self.generator))
+            logits = wm.head_observations(hidden)
+            tokens.append(logits.argmax(-1) if self.greedy_frames else sample(logits, self.generator))
             hidden = wm(tokens[-1][:, None], self.cache)[:, -1]
         self.obs_tokens = torch.stack(tokens, dim=1)
         return (self.tokenizer.decode(self.obs_tokens) if decode else None), rewards, ends

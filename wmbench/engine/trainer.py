@@ -222,7 +222,7 @@ class Trainer:
         self.agent.tokenizer.eval()
         self.agent.world_model.eval()
         self.agent.actor_critic.train()
-        dream = DreamEnv(self.agent.tokenizer, self.agent.world_model, self.generator)
+        dream = DreamEnv(self.agent.tokenizer, self.agent.world_model, self.generator, t.greedy_frames)
         sums: dict[str, float] = defaultdict(float)
         start = time.perf_counter()
         for _ in self.progress.track(range(t.steps_per_epoch), f"epoch {self.epoch}: actor-critic"):

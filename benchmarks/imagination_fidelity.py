@@ -7,7 +7,7 @@ ball scored); the first imagined frame's token accuracy, sampled as imagination 
 tokens as context (the world-model loss's view); and how many tokenizer codes each kind of cell (black, ball,
 paddle) gets at one grid position (1 would be a local code).
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/imagination_fidelity.py RUN_FOLDER
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/imagination_fidelity.py RUN_FOLDER [--greedy-frames]
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ def real_segments(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path)
+    parser.add_argument("--greedy-frames", action="store_true", help="imagine the most likely tokens (greedy_frames)")
     args = parser.parse_args()
     reg = registry()
     state = checkpoints.load(args.run / "checkpoints" / "last.pt")
@@ -61,7 +62,8 @@ def main() -> None:
     as_frames = lambda x: torch.tensor(x).permute(0, 3, 1, 2).float().div(255)  # noqa: E731
     starts, actions, rewards, after = real_segments(config.env.size)
     x, acts = as_frames(starts), torch.tensor(actions)
-    wm, dream = agent.world_model, DreamEnv(agent.tokenizer, agent.world_model, torch.Generator().manual_seed(0))
+    generator = torch.Generator().manual_seed(0)
+    wm, dream = agent.world_model, DreamEnv(agent.tokenizer, agent.world_model, generator, args.greedy_frames)
     with torch.no_grad(), wm.transformer.rollout():
         dream.reset(x)
         imagined = []

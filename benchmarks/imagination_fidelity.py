@@ -4,8 +4,8 @@ rollouts are (sampled tokens, rewards and ends), against what the real game did 
 
 Prints, per imagined step, how often the imagined reward equals the real one (where the real one is not 0: a
 ball scored); the first imagined frame's token accuracy, sampled as imagination does and greedy with the real
-tokens as context (the world-model loss's view); and how many tokenizer codes each kind of cell (black, ball,
-paddle) gets at one grid position (1 would be a local code).
+tokens as context (the world-model loss's view); how many tokenizer codes each kind of cell (black, ball,
+paddle) gets at one grid position (1 would be a local code); and whether the tokenizer draws the ball.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/imagination_fidelity.py RUN_FOLDER [--greedy-frames]
 """
@@ -90,7 +90,7 @@ def main() -> None:
         )
     scored0 = torch.tensor(rewards[:, 0] != 0)
     print(
-        f"first imagined frame, token accuracy: sampled {sampled[~scored0].mean():.2f} (no score at the first step), "
+        f"first imagined frame, token accuracy: {sampled[~scored0].mean():.2f} (no score at the first step), "
         f"{sampled[scored0].mean():.2f} (a score: a new ball at random); greedy with real context {teacher_forced:.2f}"
     )
     with torch.no_grad():
@@ -108,6 +108,26 @@ def main() -> None:
         print(f"{kind} cells: {len(counts) / len(positions):.1f} codes per grid position")
     shared = set(codes["ball"]) & set(codes["black"])
     print(f"ball codes also used for a black cell at the same position: {len(shared)} of {len(codes['ball'])}")
+    print(
+        f"the ball's cell in the tokenizer's reconstructions, mean abs error by row (1: ball not drawn): {ball_errors(agent, config.env.size)}"
+    )
+
+
+def ball_errors(agent, size: int) -> list[float]:
+    """Mean abs error of the reconstruction inside the ball's cell, per grid row (over its 4 columns)."""
+    game, cell, errors = Catcher(size, 0), size // GRID, []
+    game.reset()
+    for row in range(GRID):
+        observations = []
+        for column in range(GRID):
+            game.row, game.column, game.paddle = row, column, (column + 2) % GRID
+            observations.append(game._obs())
+        x = torch.tensor(np.stack(observations)).permute(0, 3, 1, 2).float().div(255)
+        with torch.no_grad():
+            error = (agent.tokenizer.reconstruct(x) - x).abs()
+        cells = [error[c, :, row * cell : (row + 1) * cell, c * cell : (c + 1) * cell].mean() for c in range(GRID)]
+        errors.append(round(float(torch.stack(cells).mean()), 2))
+    return errors
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tokenizer_sees_ball import ball_errors  # beside this script
 
 from wmbench import checkpoints
 from wmbench import config as cfg
@@ -109,25 +110,8 @@ def main() -> None:
     shared = set(codes["ball"]) & set(codes["black"])
     print(f"ball codes also used for a black cell at the same position: {len(shared)} of {len(codes['ball'])}")
     print(
-        f"the ball's cell in the tokenizer's reconstructions, mean abs error by row (1: ball not drawn): {ball_errors(agent, config.env.size)}"
+        f"the ball's cell in the tokenizer's reconstructions, mean abs error by row (1: ball not drawn): {ball_errors(agent.tokenizer, config.env.size)}"
     )
-
-
-def ball_errors(agent, size: int) -> list[float]:
-    """Mean abs error of the reconstruction inside the ball's cell, per grid row (over its 4 columns)."""
-    game, cell, errors = Catcher(size, 0), size // GRID, []
-    game.reset()
-    for row in range(GRID):
-        observations = []
-        for column in range(GRID):
-            game.row, game.column, game.paddle = row, column, (column + 2) % GRID
-            observations.append(game._obs())
-        x = torch.tensor(np.stack(observations)).permute(0, 3, 1, 2).float().div(255)
-        with torch.no_grad():
-            error = (agent.tokenizer.reconstruct(x) - x).abs()
-        cells = [error[c, :, row * cell : (row + 1) * cell, c * cell : (c + 1) * cell].mean() for c in range(GRID)]
-        errors.append(round(float(torch.stack(cells).mean()), 2))
-    return errors
 
 
 if __name__ == "__main__":

@@ -14,7 +14,12 @@ world-model logits and losses) and times them in alternation, ``repeats`` rounds
 - ``wm_train``: one world-model step (loss, backward, AdamW) on ``batch`` segments of 20 frames, tokens given, in
   tokens/s (the reference's figure, 1,338 ms for 8 x 340 tokens, leaves the encoding out too).
 
+The checks run on the CPU in fp32; the timings on ``--device``. ``--fixed-shape`` (wmbench's imagination with fixed
+shapes, captured in CUDA graphs on CUDA) and ``--bf16`` (bf16 autocast for wmbench's imagination and training step)
+change wmbench's side only: the reference runs as its code does (fp32, its AdamW unfused).
+
     .venv/bin/python benchmarks/vs_reference.py --iris PATH [--batch 8] [--repeats 5] [--json OUT]
+    python benchmarks/vs_reference.py --iris PATH --device cuda --batch 64 --fixed-shape --bf16 --json OUT
 """
 
 from __future__ import annotations
@@ -32,8 +37,9 @@ import torch
 
 from wmbench import checkpoints
 from wmbench import config as cfg
-from wmbench.bench.measure import Timer, ale_rollout, matmul_gflops
+from wmbench.bench.measure import Timer, ale_rollout, matmul_gflops, processor
 from wmbench.engine.agent import build_agent
+from wmbench.engine.fixed_dream import FixedDreamEnv
 from wmbench.engine.imagination import DreamEnv
 from wmbench.engine.optim import optimizer_step
 from wmbench.engine.trainer import world_model_optimizer
@@ -151,6 +157,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=positive, default=5)
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--checks-only", action="store_true", help="check equal outputs and losses, time nothing")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the timings run")
+    parser.add_argument("--fixed-shape", action="store_true", help="wmbench imagines with fixed shapes")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast on wmbench's side")
     args = parser.parse_args()
     if not (args.iris / "src" / "models" / "world_model.py").is_file():
         sys.exit(f"{args.iris} is not a checkout of IRIS (no src/models/world_model.py)")
@@ -203,11 +212,20 @@ def main() -> None:
         print(json.dumps(checks))
         return
 
-    # Timings, alternating the two implementations.
+    # Timings on the device, alternating the two implementations.
     from src.envs.world_model_env import WorldModelEnv
 
-    ref_env = WorldModelEnv(ref_tokenizer, ref_wm, "cpu")
-    dream = DreamEnv(tokenizer, wm, torch.Generator().manual_seed(0))
+    device = torch.device(args.device)
+    agent.to(device), ref_tokenizer.to(device), ref_wm.to(device)
+    frames, actions, rewards, ends, mask, tokens = (
+        x.to(device) for x in (frames, actions, rewards, ends, mask, tokens)
+    )
+    first = tokens[:, 0]
+    batch = {key: value.to(device) for key, value in batch.items()}
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16)
+    ref_env = WorldModelEnv(ref_tokenizer, ref_wm, device)
+    generator = torch.Generator(device=device).manual_seed(0)
+    dream = (FixedDreamEnv if args.fixed_shape else DreamEnv)(tokenizer, wm, generator)
     cycle = (blocks * (k + 1) - k) // (k + 1)  # steps from a reset until the cache is full
     start_frames, step_actions = frames[:b], actions[:b]
 
@@ -220,12 +238,13 @@ def main() -> None:
         vars(ref_env).pop("decode_obs_tokens", None)
 
     def our_imagine(decode: bool = True) -> None:
-        dream.reset(start_frames)
-        for _ in range(cycle):
-            dream.step(step_actions, decode)
+        with autocast:
+            dream.reset(start_frames)
+            for _ in range(cycle):
+                dream.step(step_actions, decode)
 
     lr, decay = config.training.world_model.lr, config.training.world_model.weight_decay
-    ref_opt, our_opt = world_model_optimizer(ref_wm, lr, decay), world_model_optimizer(wm, lr, decay)
+    ref_opt, our_opt = world_model_optimizer(ref_wm, lr, decay, fuse=False), world_model_optimizer(wm, lr, decay)
 
     def train_step(model, optimizer, loss) -> None:
         """One step as the trainer takes it, in training mode (dropout on)."""
@@ -237,7 +256,11 @@ def main() -> None:
         train_step(ref_wm, ref_opt, lambda: ref_wm.compute_loss(batch, given).loss_total)
 
     def our_train() -> None:
-        train_step(wm, our_opt, lambda: wm.losses(tokens, actions.view(b, blocks), rewards, ends, mask).total)
+        def loss() -> torch.Tensor:
+            with autocast:
+                return wm.losses(tokens, actions.view(b, blocks), rewards, ends, mask).total
+
+        train_step(wm, our_opt, loss)
 
     measures = {
         "imagine_frames_per_s": (ref_imagine, our_imagine, b * cycle),
@@ -250,15 +273,14 @@ def main() -> None:
         "wm_train_tokens_per_s": (ref_train, our_train, b * blocks * (k + 1)),
     }
     results = {}
+    timer = Timer(device)
     for name, (ref_fn, our_fn, amount) in measures.items():
         times: dict[str, list[float]] = {"reference": [], "wmbench": []}
         ref_fn(), our_fn()  # warm-up
         for i in range(args.repeats):
             pair = [("reference", ref_fn), ("wmbench", our_fn)]
             for who, fn in pair if i % 2 == 0 else pair[::-1]:  # each goes first every other round
-                start = time.perf_counter()
-                fn()
-                times[who].append(time.perf_counter() - start)
+                times[who].append(timer(fn))
         ratios = [r / w for r, w in zip(times["reference"], times["wmbench"])]  # per round: wmbench's speed-up
         low, ratio, high = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
         ref_rate, our_rate = (amount / statistics.median(times[who]) for who in ("reference", "wmbench"))
@@ -271,10 +293,10 @@ def main() -> None:
         }
         print(f"{name:<32} reference {ref_rate:>9.2f}   wmbench {our_rate:>9.2f}   "
               f"ratio {ratio:.2f}x [{low:.2f}, {high:.2f}]", flush=True)  # fmt: skip
-    cpu = torch.device("cpu")
     out = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "batch": b, "threads": torch.get_num_threads(),
-           "repeats": args.repeats, "torch": torch.__version__, "matmul_gflops": matmul_gflops(cpu, False, Timer(cpu)),
-           "checks": checks, "measures": results}  # fmt: skip
+           "repeats": args.repeats, "torch": torch.__version__, "device": args.device, "processor": processor(device),
+           "wmbench_fixed_shape": args.fixed_shape, "wmbench_bf16": args.bf16,
+           "matmul_gflops": matmul_gflops(device, args.bf16, timer), "checks": checks, "measures": results}  # fmt: skip
     print(json.dumps(checks))
     if args.json:
         args.json.write_text(json.dumps(out, indent=2) + "\n")

@@ -18,13 +18,20 @@ from wmbench.errors import WmbenchError
 
 # The smoke preset cut down so that one bench takes a few seconds.
 TINY = ["--set", "world_model.max_blocks=3", "--set", "training.actor_critic.burn_in=1",
-        "--set", "training.actor_critic.horizon=2"]  # fmt: skip
+        "--set", "training.actor_critic.horizon=2", "--set", "training.collect.steps_per_epoch=20"]  # fmt: skip
 MEASURES = {
     "ale_steps_per_s", "imagine_frames_per_s", "imagine_frames_per_s_no_decode", "imagine_ms_per_frame_short_context",
     "imagine_ms_per_frame_full_context", "context_growth", "wm_train_tokens_per_s", "wm_loss",
     "tokenizer_encode_frames_per_s", "tokenizer_decode_frames_per_s", "actor_critic_updates_per_s", "peak_memory_mb",
     "matmul_gflops",
 }  # fmt: skip
+PROJECTION = {
+    "phase_collect_steps_per_s", "phase_tokenizer_steps_per_s", "phase_wm_steps_per_s", "phase_ac_steps_per_s",
+    "projected_hours", "projected_hours_collection", "projected_hours_tokenizer", "projected_hours_world_model",
+    "projected_hours_actor_critic",
+}  # fmt: skip
+UPDATES_AT_PRESET_BATCH = {"phase_tokenizer_steps_per_s", "phase_wm_steps_per_s", "phase_ac_steps_per_s"}
+"""Updates at the preset's batch sizes: no ratio to ALE."""
 
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -50,7 +57,7 @@ def test_rows_are_well_formed(measured):
         assert tuple(reader.fieldnames) == COLUMNS
         rows = list(reader)
     assert [r["measure"] for r in rows] == [r["measure"] for r in printed]
-    assert {r["measure"] for r in rows} == MEASURES
+    assert {r["measure"] for r in rows} == MEASURES | PROJECTION
     for row in rows:
         assert (row["game"], row["preset"], row["backbone"], row["tokenizer"], row["batch"]) == (
             "Pong",
@@ -64,11 +71,48 @@ def test_rows_are_well_formed(measured):
         median, p25, p75 = float(row["median"]), float(row["p25"]), float(row["p75"])
         assert all(math.isfinite(x) and x > 0 for x in (median, p25, p75)), row
         assert p25 <= median <= p75
-        if row["unit"].endswith("/s") and row["unit"] != "GFLOP/s":
+        if row["unit"].endswith("/s") and row["unit"] != "GFLOP/s" and row["measure"] not in UPDATES_AT_PRESET_BATCH:
             assert float(row["ratio_to_ale"]) > 0, row
     by_measure = {r["measure"]: r for r in rows}
     assert float(by_measure["ale_steps_per_s"]["ratio_to_ale"]) == 1.0
     assert by_measure["context_growth"]["unit"] == "ratio"
+
+
+def test_parallel_prediction_benches_beside_the_sequential(tmp_path):
+    """The option is a setup's override: its rows sit beside the sequential ones, every measure taken."""
+    path = tmp_path / "throughput.csv"
+    for parallel in ("false", "true"):
+        result = bench("--preset", "smoke", "--game", "Pong", "--batch", "2", "--repeats", "1", *TINY,
+                       "--set", f"world_model.parallel={parallel}", "--csv", str(path), "--no-projection")  # fmt: skip
+        assert result.exit_code == 0, result.output
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    by_option = {o: {r["measure"] for r in rows if r["overrides"].endswith(f"world_model.parallel={o}")}
+                 for o in ("false", "true")}  # fmt: skip
+    assert by_option == {"false": MEASURES, "true": MEASURES}
+
+
+def test_fixed_shape_imagination_benches_with_its_projection(tmp_path):
+    """Imagination with fixed shapes (here with parallel prediction) is measured wherever the bench imagines, and the
+    projected run is printed."""
+    path = tmp_path / "throughput.csv"
+    result = bench("--preset", "smoke", "--game", "Pong", "--batch", "2", "--repeats", "1", *TINY,
+                   "--set", "world_model.parallel=true", "--set", "training.actor_critic.fixed_shape=true",
+                   "--csv", str(path))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    with open(path) as f:
+        rows = {r["measure"]: r for r in csv.DictReader(f)}
+    assert set(rows) == MEASURES | PROJECTION
+    line = re.search(r"projected run \(10 epochs of the smoke schedule, evaluation not counted\): (\S+) = (.*)",
+                     result.output)  # fmt: skip
+    assert line, result.output
+    assert [share.rsplit(" ", 1)[0] for share in line[2].split(" + ")] == [
+        "collection", "tokenizer", "world model", "actor critic"
+    ]  # fmt: skip
+    hours, minutes, seconds = (float(x) for x in line[1].split(":"))
+    assert hours * 3600 + minutes * 60 + seconds == pytest.approx(
+        float(rows["projected_hours"]["median"]) * 3600, abs=1
+    )
 
 
 def test_rows_are_appended_and_a_foreign_csv_is_refused(measured, tmp_path):
@@ -97,7 +141,7 @@ def test_suite_writes_rows_and_a_table(tmp_path):
     out = tmp_path / "results" / "throughput.csv"
     result = bench("--suite", str(suite), "--csv", str(out))
     assert result.exit_code == 0, result.output
-    assert len(out.read_text().splitlines()) == 1 + len(MEASURES)
+    assert len(out.read_text().splitlines()) == 1 + len(MEASURES | PROJECTION)
     table = (tmp_path / "results" / "throughput.md").read_text()
     assert "| device | threads | dtype | game | preset | backbone |" in table
     assert "| cpu | " in table and "| Pong | smoke | scratch |" in table and "imagined / ALE" in table
@@ -168,7 +212,7 @@ def test_suite_overrides_come_before_each_setups_own(tmp_path):
 
 @pytest.mark.parametrize(
     "name, presets, count",
-    [("throughput.toml", {"smoke", "iris", "fast"}, 16), ("throughput-smoke.toml", {"smoke", "fast"}, 10)],
+    [("throughput.toml", {"smoke", "iris", "fast"}, 24), ("throughput-smoke.toml", {"smoke", "fast"}, 10)],
 )
 def test_the_shipped_suites_resolve(registry, name, presets, count):
     from wmbench import config as cfg
@@ -188,10 +232,28 @@ def test_every_llm_backbone_benches(backbone, tmp_path):
     """Every LLM backbone benches, on a tiny random Llama (no download); its timings are printed."""
     path = tmp_path / "throughput.csv"
     result = bench("--backbone", backbone, "--set", "backbone.model=tiny-llama", "--set", "backbone.pretrained=false",
-                   "--batch", "2", "--repeats", "1", *TINY, "--csv", str(path))  # fmt: skip
+                   "--batch", "2", "--repeats", "1", *TINY, "--csv", str(path), "--no-projection")  # fmt: skip
     assert result.exit_code == 0, result.output
     print(result.stdout)
     with open(path) as f:
         rows = list(csv.DictReader(f))
     assert {r["measure"] for r in rows} == MEASURES and {r["backbone"] for r in rows} == {backbone}
     assert all(math.isfinite(float(r["median"])) and float(r["median"]) > 0 for r in rows)
+
+
+def test_projected_run_of_the_paper_schedule():
+    """The iris schedule (the config's defaults): 500 collection epochs of 200 env steps, and 200 updates an epoch of
+    the tokenizer after epoch 5, the world model after 25 and the actor-critic after 50, over 600 epochs."""
+    from wmbench.bench.projection import phase_steps, projected_seconds
+    from wmbench.config import TrainingConfig
+
+    training = TrainingConfig()
+    assert phase_steps(training) == {
+        "collection": 100_000, "tokenizer": 119_000, "world_model": 115_000, "actor_critic": 110_000
+    }  # fmt: skip
+    per_step = {"collection": 0.004, "tokenizer": 0.05, "world_model": 0.1, "actor_critic": 0.25}
+    assert projected_seconds(training, per_step) == pytest.approx(
+        {"collection": 400, "tokenizer": 5_950, "world_model": 11_500, "actor_critic": 27_500, "total": 45_350}
+    )
+    short = replace(training, epochs=30)  # collection throughout, the actor-critic not yet
+    assert phase_steps(short) == {"collection": 6_000, "tokenizer": 5_000, "world_model": 1_000, "actor_critic": 0}

@@ -1,4 +1,6 @@
-"""The kit catches the two defects of the earlier LLM fork: a non-causal mask and a cache that forgets."""
+"""The kit catches the two defects of the earlier LLM fork, a non-causal mask and a cache that forgets, names a
+cache left in another dtype than its module, and catches a declared mask capability that ignores the mask or
+positions or does not drop."""
 
 import subprocess
 import sys
@@ -38,6 +40,55 @@ class Forgetful(scratch.ScratchTransformer):
         return super().forward(embeds, cache)
 
 
+class Float32Cache(scratch.ScratchTransformer):
+    """A cache allocated in float32 whatever the module's dtype."""
+
+    def new_cache(self, batch_size):
+        cache = super().new_cache(batch_size)
+        return scratch.KVCache([k.float() for k in cache.keys], [v.float() for v in cache.values])
+
+
+class Maskless(scratch.ScratchTransformer):
+    """Declares the capability but attends causally whatever mask it is given."""
+
+    def forward(self, embeds, cache=None, *, mask=None, positions=None):
+        return super().forward(embeds, cache, positions=positions)
+
+
+class Unmoved(scratch.ScratchTransformer):
+    """Declares the capability but ignores the positions it is given."""
+
+    def forward(self, embeds, cache=None, *, mask=None, positions=None):
+        return super().forward(embeds, cache, mask=mask)
+
+
+class Undroppable(scratch.ScratchTransformer):
+    """A cache whose drop() forgets nothing."""
+
+    def new_cache(self, batch_size):
+        cache = super().new_cache(batch_size)
+        cache.drop = lambda n: None
+        return cache
+
+
+class Peeking(scratch.ScratchTransformer):
+    """A fixed-shape cache attended over whole without its mask: empty and stale entries leak in."""
+
+    def new_fixed_cache(self, batch_size, dtype=None):
+        cache = super().new_fixed_cache(batch_size, dtype)
+        cache.sees = lambda positions: torch.ones(len(positions), self.max_tokens, dtype=torch.bool)
+        return cache
+
+
+class Uncleared(scratch.ScratchTransformer):
+    """A fixed-shape cache whose clear() forgets nothing."""
+
+    def new_fixed_cache(self, batch_size, dtype=None):
+        cache = super().new_fixed_cache(batch_size, dtype)
+        cache.clear = lambda: None
+        return cache
+
+
 def _make(cls):
     def make():
         torch.manual_seed(0)
@@ -54,6 +105,34 @@ def test_kit_rejects_a_bidirectional_backbone():
 def test_kit_rejects_a_fake_cache():
     with pytest.raises(AssertionError, match="cache"):
         check_backbone(_make(Forgetful))
+
+
+def test_kit_names_a_cache_left_in_another_dtype():
+    with pytest.raises(
+        AssertionError, match=r"cache after .to\(torch.bfloat16\): new_cache\(\) must follow the module"
+    ):
+        check_backbone(_make(Float32Cache))
+
+
+@pytest.mark.parametrize(
+    ("cls", "property"),
+    [(Maskless, "mask: tokens that see no inserted token"), (Unmoved, "mask: "), (Undroppable, "drop: ")],
+)
+def test_kit_rejects_a_faked_mask_capability(cls, property):
+    with pytest.raises(AssertionError, match=property):
+        check_backbone(_make(cls), length=12)  # room for inserted tokens at positions of their own (Unmoved's)
+    with pytest.raises(AssertionError, match="expected takes_mask=False"):
+        check_backbone(_make(scratch.ScratchTransformer), masked=False)
+
+
+@pytest.mark.parametrize(
+    ("cls", "property"), [(Peeking, "fixed-shape cache: chunks"), (Uncleared, "tokens after clear")]
+)
+def test_kit_rejects_a_faked_fixed_shape_cache(cls, property):
+    with pytest.raises(AssertionError, match=property):
+        check_backbone(_make(cls))
+    with pytest.raises(AssertionError, match="expected fixed_shape=False"):
+        check_backbone(_make(scratch.ScratchTransformer), fixed=False)
 
 
 def test_importing_wmbench_and_its_plugins_stays_light():

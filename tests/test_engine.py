@@ -7,6 +7,7 @@ import torch
 from wmbench import config as cfg
 from wmbench.engine.actor_critic import lambda_returns
 from wmbench.engine.agent import build_agent
+from wmbench.engine.fixed_dream import FixedDreamEnv
 from wmbench.engine.imagination import DreamEnv, actor_critic_losses, imagine, sample
 from wmbench.engine.replay import Episode, ReplayStore
 
@@ -194,7 +195,10 @@ def test_greedy_frames_are_the_most_likely_tokens(agent):
         dream.reset(frames)
         dream.step(actions, decode=False)
         tokens.append(dream.obs_tokens)
-    assert torch.equal(tokens[0], tokens[1])
+    fixed = FixedDreamEnv(agent.tokenizer, wm, torch.Generator().manual_seed(3), greedy_frames=True)
+    fixed.reset(frames)
+    fixed.step(actions, decode=False)
+    assert torch.equal(tokens[0], tokens[1]) and torch.equal(fixed.obs_tokens, tokens[0])
     seq = torch.cat([agent.tokenizer.encode(frames), actions[:, None]], 1)
     for k in range(wm.tokens_per_frame):
         assert torch.equal(wm.head_observations(wm(seq)[:, -1]).argmax(-1), tokens[0][:, k])

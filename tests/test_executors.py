@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -346,12 +347,14 @@ def free_port() -> int:
 def ray_head(tmp_path_factory):
     """A Ray head on 127.0.0.1 only, stopped after."""
     ray = Path(sys.executable).with_name("ray")
-    # Loopback only, no usage statistics, and token authentication (ray start enables it; clients must be told).
+    # Loopback only, no usage statistics, and token authentication with a token of its own (ray start enables
+    # it, and finds no token on a fresh machine; clients must be told both).
     env = {
         **os.environ,
         "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
         "RAY_USAGE_STATS_ENABLED": "0",
         "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": secrets.token_hex(32),
     }
     port = free_port()
     temp = tmp_path_factory.mktemp("ray")
@@ -364,7 +367,8 @@ def ray_head(tmp_path_factory):
     if up.returncode != 0:
         pytest.skip(f"a Ray head cannot be started here: {(up.stderr.strip().splitlines() or ['?'])[-1]}")
     old = {
-        k: os.environ.get(k) for k in ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_USAGE_STATS_ENABLED", "RAY_AUTH_MODE")
+        k: os.environ.get(k)
+        for k in ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_USAGE_STATS_ENABLED", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN")
     }
     os.environ.update({k: env[k] for k in old})
     yield f"127.0.0.1:{port}"

@@ -21,8 +21,10 @@ BACKBONES = [
     pytest.param("llm-frozen", ["backbone.model=tiny-llama", "backbone.pretrained=false"], marks=pytest.mark.slow),
     pytest.param("llm-lora", ["backbone.model=tiny-llama", "backbone.pretrained=false"], marks=pytest.mark.slow),
     pytest.param("llm-qlora", ["backbone.model=tiny-gpt2", "backbone.pretrained=false"], marks=pytest.mark.slow),
+    pytest.param("llm-full", ["backbone.model=tiny-gpt2", "backbone.pretrained=false"], marks=pytest.mark.slow),
 ]
-"""The llm-* imaginations run in the backbone's rollout() (adapters merged, 4-bit weights dequantised)."""
+"""The llm-* imaginations run in the backbone's rollout() (adapters merged, 4-bit weights dequantised, packed) with
+its cache written in place."""
 
 
 def plain_imagination(tokenizer, wm, frames, actions, generator):

@@ -28,8 +28,8 @@ def test_lpips_off_is_said(registry):
 
     config = cfg.resolve("smoke", "Pong", 0, "vqvae", "scratch", [], registry)
     agent = build_agent(config, registry, num_actions=6)
-    assert paper_departures(agent.tokenizer.describe()) == ["LPIPS off (the paper's tokenizer loss adds it)"]
-    assert paper_departures({"perceptual_loss": "LPIPS (VGG16) from x.pt, weight 1.0"}) == []
+    assert paper_departures(config, agent.tokenizer.describe()) == ["LPIPS off (the paper's tokenizer loss adds it)"]
+    assert paper_departures(config, {"perceptual_loss": "LPIPS (VGG16) from x.pt, weight 1.0"}) == []
     assert "LPIPS off" in cfg.load_preset("iris")["meta"]["description"]
 
 

@@ -92,7 +92,8 @@ def make_factory(folder, mode, **options):
 @pytest.mark.parametrize("arch", list(TINY))
 def test_conforms(tiny, arch, mode):
     make = make_factory(tiny / arch, mode)
-    check_backbone(make, length=LENGTH, trainable=mode != "frozen", dtypes=() if mode == "qlora" else (torch.bfloat16,))
+    dtypes = () if mode == "qlora" else (torch.bfloat16,)
+    check_backbone(make, length=LENGTH, trainable=mode != "frozen", dtypes=dtypes, masked=True)
 
 
 def test_random_weights_control_conforms(tiny):
@@ -150,7 +151,7 @@ def test_catalogue_architectures_build_at_random_and_conform(name):
     facts = built["qlora"].describe()
     assert facts["revision"] == "random init (architecture only)" and facts["pretrained"] is False
     assert facts["parameters"] == built["full"].describe()["parameters"] + facts["trainable_parameters"]
-    check_backbone(make_factory(name, "lora", pretrained=False))
+    check_backbone(make_factory(name, "lora", pretrained=False), masked=True)
 
 
 def test_lora_defaults_per_architecture(tiny):
@@ -382,4 +383,4 @@ def test_minilm_fetch_runs_as_causal_decoder(tmp_path, monkeypatch):
         torch.manual_seed(0)
         return build_backbone(LLMOptions(model="minilm-l6"), "full")
 
-    check_backbone(make, length=24, trainable=True)
+    check_backbone(make, length=24, trainable=True, masked=True)

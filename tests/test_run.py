@@ -126,6 +126,20 @@ def test_stop_and_resume_equals_never_stopping(registry, tmp_path, straight):
     _same_episodes(resumed.run, run)
 
 
+def test_fixed_shape_imagination_trains_as_the_eager_path(registry, tmp_path, straight):
+    """Imagination with fixed shapes, switched on at a resume (it changes how imagination computes, not what): the
+    same metrics, episodes and returns as the eager run."""
+    run, summary = straight
+    first = _trainer(registry, tmp_path / "run")
+    first.stop_requested = True
+    assert first.fit() is None and first.epoch == 1  # the actor-critic trains from epoch 3 on
+    resumed = _trainer(registry, tmp_path / "run", ["training.actor_critic.fixed_shape=true"])
+    resumed.resume()
+    assert resumed.fit()["eval_returns"] == summary["eval_returns"]
+    assert _stable(resumed.run.read_metrics()) == _stable(run.read_metrics())
+    _same_episodes(resumed.run, run)
+
+
 def test_media_videos_and_grids(straight):
     run, _ = straight
     names = sorted(p.name for p in run.media.iterdir())

@@ -12,7 +12,7 @@ def test_scratch_conforms():
         torch.manual_seed(1)
         return ScratchTransformer(tiny_shape())
 
-    check_backbone(make, trainable=True)
+    check_backbone(make, trainable=True, masked=True, fixed=True)
 
 
 def test_scratch_parameter_count_at_paper_size():

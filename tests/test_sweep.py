@@ -68,6 +68,10 @@ def test_shipped_benchmarks_are_valid():
     wm = load_benchmark(BENCHMARKS / "wm-efficiency.toml")
     assert wm.track == "world-model" and len(wm.games) >= 3 and len(wm.seeds) >= 3
     assert [b.label for b in wm.backbones] == ["scratch", "smollm2-lora", "smollm2-lora-random"]
+    parallel = load_benchmark(BENCHMARKS / "wm-parallel.toml")  # each setup beside itself with the option
+    assert parallel.track == "world-model" and len(cells(parallel)) == 8
+    pairs = zip(parallel.backbones[::2], parallel.backbones[1::2], strict=True)
+    assert all(b.overrides == (*a.overrides, "world_model.parallel=true") for a, b in pairs)
 
 
 def test_cell_ids_and_commands(tmp_path):

@@ -79,7 +79,7 @@ def test_importing_wmbench_and_its_plugins_imports_neither_timm_nor_open_clip():
     ],
 )
 def test_backbones_conform(name, options):
-    check_backbone(make_backbone(name, **options), trainable=True)
+    check_backbone(make_backbone(name, **options), trainable=True, masked=True)
     facts = make_backbone(name, **options)().describe()
     assert facts["pretrained"] is False and "random init" in facts["weights"] and "learned" in facts["positions"]
     assert facts["d_model"] == 32 and facts["mode"] == options["mode"]

@@ -45,15 +45,15 @@ def config_of(state: dict[str, Any]) -> dict[str, Any]:
     return json.loads(state["config"])
 
 
+HOW_IT_RUNS = ("device", "bf16", "loggers", "training.actor_critic.fixed_shape")
+"""Config fields a run may change when it resumes: where and how it computes, not what."""
+
+
 def check_same_run(state: dict[str, Any], config: dict[str, Any], path: Path) -> None:
-    """Refuse a checkpoint written by a run of another config (the device, bf16 and loggers may differ)."""
+    """Refuse a checkpoint written by a run of another config (but for the fields of :data:`HOW_IT_RUNS`)."""
     saved = flatten(config_of(state))
     wanted = flatten(json.loads(json.dumps(config)))
-    differ = sorted(
-        k
-        for k in saved.keys() | wanted.keys()
-        if saved.get(k) != wanted.get(k) and k not in ("device", "bf16", "loggers")
-    )
+    differ = sorted(k for k in saved.keys() | wanted.keys() if saved.get(k) != wanted.get(k) and k not in HOW_IT_RUNS)
     if differ:
         shown = ", ".join(f"{k}={saved.get(k)!r} (run: {wanted.get(k)!r})" for k in differ[:3])
         raise WmbenchError(f"checkpoint {path} belongs to another config: {shown}")

@@ -23,10 +23,14 @@ def score_caveats(config: RunConfig) -> list[str]:
     return caveats
 
 
-def paper_departures(tokenizer_info: dict[str, Any]) -> list[str]:
-    """Where the setup departs from the paper's in ways a reader should see: today, LPIPS off."""
-    perceptual = str(tokenizer_info.get("perceptual_loss", ""))
-    return ["LPIPS off (the paper's tokenizer loss adds it)"] if perceptual.startswith("off") else []
+def paper_departures(config: RunConfig, tokenizer_info: dict[str, Any]) -> list[str]:
+    """Where the setup departs from the paper's in ways a reader should see: LPIPS off, parallel frame prediction."""
+    departures = []
+    if str(tokenizer_info.get("perceptual_loss", "")).startswith("off"):
+        departures.append("LPIPS off (the paper's tokenizer loss adds it)")
+    if config.world_model.parallel:
+        departures.append("parallel frame prediction (a frame's tokens at once, not one by one as IRIS)")
+    return departures
 
 
 def marked_score(summary: dict[str, Any]) -> str:

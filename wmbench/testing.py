@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from wmbench.engine.backbone import Backbone, BackboneShape
-from wmbench.engine.probe import causal_change, check_causal, run_chunks
+from wmbench.engine.probe import causal_change, check_cache, check_causal, check_drop, check_mask, run_chunks
 from wmbench.engine.tokenizer import Tokenizer
 
 
@@ -62,11 +62,16 @@ def check_backbone(
     trainable: bool | None = None,
     dtypes: Sequence[torch.dtype] = (torch.bfloat16,),
     device: str = "cpu",
+    masked: bool | None = None,
+    fixed: bool | None = None,
 ) -> None:
     """Check a backbone factory. ``make()`` must return the same weights each call (seed inside it).
 
     ``trainable``: True if some parameters must train, False if none may, None to accept either.
     ``dtypes``: dtypes the backbone must run in after ``.to(dtype)`` (pass () for quantised models).
+    ``masked``: True if the backbone must declare ``takes_mask``, False if it must not, None to accept either; the
+    mask and drop checks run whenever it declares it. ``fixed``: likewise for ``fixed_shape``, whose fixed-shape cache
+    must give the full forward in chunks, again once cleared, and (with ``takes_mask``) after dropped tokens.
     """
     torch.manual_seed(0)
     model = make().to(device).eval()
@@ -103,6 +108,22 @@ def check_backbone(
         pruned = cache.select(rows)
         assert pruned.num_tokens == half, "select() lost the cache length"
         _close(model(x[rows, half:], pruned), full[rows, half:], atol, "cache.select(rows) then continuing")
+
+    # The optional capability: a mask and positions in place of the causal ones, and a cache that drops tokens.
+    if masked is not None:
+        assert model.takes_mask == masked, f"expected takes_mask={masked}, the backbone declares {model.takes_mask}"
+    if model.takes_mask:
+        check_mask(model, x, full, atol)
+        check_drop(model, x, full, atol)
+
+    # The optional fixed-shape cache (imagination captured in CUDA graphs).
+    if fixed is not None:
+        assert model.fixed_shape == fixed, f"expected fixed_shape={fixed}, the backbone declares {model.fixed_shape}"
+    if model.fixed_shape:
+        with torch.no_grad():
+            check_cache(model, x, full, chunks, atol, fixed=True)
+        if model.takes_mask:
+            check_drop(model, x, full, atol, fixed=True)
 
     # Trainable accounting and gradients.
     params = _trainable(model)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -13,12 +12,14 @@ from torch import nn
 from wmbench.engine.agent import parameter_count
 from wmbench.engine.backbone import Backbone
 from wmbench.errors import WmbenchError
+from wmbench_llm.inference import inference_weights, preallocated_cache
 from wmbench_llm.options import LLMOptions
 
 
 class HFCache:
-    """The model's real cache (a transformers ``DynamicCache``: keys and values, or for state-space models such as
-    Mamba a recurrent state) for ``batch_size`` sequences; ``tokens`` counts what was fed."""
+    """The model's real cache (a transformers ``DynamicCache``: keys and values, written in place by
+    :class:`~wmbench_llm.inference.PreallocatedLayer`, or for state-space models such as Mamba a recurrent state) for
+    ``batch_size`` sequences; ``tokens`` counts what was fed."""
 
     def __init__(self, past, batch_size: int, tokens: int = 0):
         self.past, self.batch_size, self.tokens = past, batch_size, tokens
@@ -49,6 +50,47 @@ class HFCache:
                 layer.batch_select_indices(index)
         return HFCache(past, len(index), self.tokens)
 
+    def drop(self, n: int) -> None:
+        """Forget the last ``n`` tokens (the model's own ``crop``; key/value layers only, see ``takes_mask``). A
+        :class:`~wmbench_llm.inference.PreallocatedLayer` keeps its buffers: the next tokens overwrite the dropped."""
+        if not 0 <= n <= self.tokens:
+            raise ValueError(f"cannot drop {n} of {self.tokens} tokens")
+        if n:
+            self.past.crop(-n)
+        self.tokens -= n
+
+
+class HFFixedCache:
+    """The model's ``StaticCache`` (keys and values preallocated to ``max_tokens``, written in place) as a
+    :class:`wmbench.engine.backbone.FixedCache`: ``position`` counts what was fed on the device, beside the counter
+    each of the model's layers keeps."""
+
+    def __init__(self, past, batch_size: int, position: torch.Tensor):
+        self.past, self.batch_size, self.position = past, batch_size, position
+        self.bound: int | None = None
+        """Unused: the model attends over its whole static cache."""
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.position)
+
+    def select(self, index: torch.Tensor) -> HFFixedCache:
+        past = copy.deepcopy(self.past)
+        for layer in past.layers:
+            if layer.is_initialized:
+                layer.keys, layer.values = layer.keys[index], layer.values[index]
+        return HFFixedCache(past, len(index), self.position.clone())
+
+    def drop(self, n: int) -> None:
+        for layer in self.past.layers:  # each layer's own counter (a device tensor once it holds keys)
+            layer.cumulative_length -= n
+        self.position -= n
+
+    def clear(self) -> None:
+        for layer in self.past.layers:
+            layer.cumulative_length.zero_()
+        self.position.zero_()
+
 
 class ReusedEmbedding(nn.Module):
     """Image token ``i`` embedded as the LLM's own token ``ids[i]`` (the table is the LLM's, shared)."""
@@ -77,46 +119,6 @@ def _load_4bit_state(module, state_dict, prefix, *args) -> None:
             )
 
 
-def _dense_weight(layer: nn.Module) -> torch.Tensor | None:
-    """A linear layer's weight as a float ``[out, in]`` tensor (4-bit dequantised, Conv1D transposed), or None."""
-    weight = getattr(layer, "weight", None)
-    if type(layer).__name__ == "Linear4bit":
-        import bitsandbytes as bnb
-
-        return bnb.functional.dequantize_4bit(weight.data, weight.quant_state)
-    if isinstance(layer, nn.Linear) and weight.is_floating_point():  # not bitsandbytes' 8-bit weights
-        return weight.detach()
-    if type(layer).__name__ == "Conv1D":
-        return weight.detach().t()
-    return None
-
-
-def _inference_linear(module: nn.Module) -> nn.Linear | None:
-    """A plain ``nn.Linear`` computing what ``module`` computes in eval mode (a LoRA layer with its adapter merged
-    into the base weight, a 4-bit layer dequantised), or None where it cannot (DoRA, 8-bit, other layers)."""
-    if hasattr(module, "get_base_layer"):  # a peft LoRA layer
-        if module.merged or module.use_dora.get("default"):
-            return None
-        base = module.get_base_layer()
-        weight = _dense_weight(base)
-        if weight is None:
-            return None
-        delta = module.get_delta_weight("default")
-        weight = (weight + (delta.t() if type(base).__name__ == "Conv1D" else delta)).to(weight.dtype)
-    elif type(module).__name__ == "Linear4bit":
-        base, weight = module, _dense_weight(module)
-    else:
-        return None
-    dense = nn.Linear(weight.shape[1], weight.shape[0], bias=base.bias is not None, device=weight.device,
-                      dtype=weight.dtype)  # fmt: skip
-    dense.requires_grad_(False)
-    with torch.no_grad():
-        dense.weight.copy_(weight)
-        if dense.bias is not None:
-            dense.bias.copy_(base.bias)
-    return dense
-
-
 class LLMBackbone(Backbone):
     """A transformers base model (``AutoModel``, no LM head) fed ``inputs_embeds``; heads read its last hidden states.
 
@@ -133,6 +135,12 @@ class LLMBackbone(Backbone):
         """The world model's context (``shape.max_tokens``), at most the model's own ``max_position_embeddings``."""
         self._facts, self._source, self._options, self._revision = facts, source, options, None
         self._keyword, self._position_offset = keyword, position_offset
+        self.takes_mask = _takes_mask(model)
+        """sdpa or eager attention, which take a custom 4D mask, and a cache of plain key/value layers, which can
+        forget tokens: not a state-space model's recurrent state (Mamba), nor a sliding window (a custom mask would
+        bypass it), nor a flash or flex kernel."""
+        self.fixed_shape = self.takes_mask
+        """The same models run through a ``StaticCache`` under a custom mask over all of it."""
         if facts["quantisation"].startswith("nf4"):
             self.register_load_state_dict_pre_hook(_load_4bit_state)
         if options.pretrained:
@@ -164,27 +172,63 @@ class LLMBackbone(Backbone):
             )
 
     def new_cache(self, batch_size: int) -> HFCache:
-        from transformers import DynamicCache
+        """transformers' cache, its key/value layers allocated once for ``max_tokens`` tokens."""
+        return HFCache(preallocated_cache(self.model.config, self.max_tokens), batch_size)
 
-        return HFCache(DynamicCache(config=self.model.config), batch_size)
+    def new_fixed_cache(self, batch_size: int, dtype: torch.dtype | None = None) -> HFFixedCache:
+        """A ``StaticCache`` of ``max_tokens``; its buffers take the dtype of the first keys fed (``dtype`` unused)."""
+        from transformers import StaticCache
 
-    def _positions(self, start: int, embeds: torch.Tensor) -> dict[str, torch.Tensor]:
-        if self._position_offset is None:
-            return {}
-        ids = torch.arange(start, start + embeds.shape[1], device=embeds.device) + self._position_offset
-        return {"position_ids": ids.expand(embeds.shape[0], -1)}
+        past = StaticCache(config=self.model.config, max_cache_len=self.max_tokens)
+        weight = next(self.model.parameters())
+        return HFFixedCache(past, batch_size, torch.zeros((), dtype=torch.long, device=weight.device))
 
-    def forward(self, embeds: torch.Tensor, cache: HFCache | None = None) -> torch.Tensor:
+    def _inputs(
+        self, start: int, embeds: torch.Tensor, mask: torch.Tensor | None, positions: torch.Tensor | None
+    ) -> dict[str, torch.Tensor]:
+        """Position ids (given ones, or where the model does not count them itself) and a custom 4D mask: boolean for
+        sdpa, additive for eager attention."""
+        inputs = {}
+        if positions is not None or self._position_offset is not None:
+            if positions is None:
+                positions = torch.arange(start, start + embeds.shape[1], device=embeds.device)
+            inputs["position_ids"] = (positions + (self._position_offset or 0)).expand(embeds.shape[0], -1)
+        if mask is not None:
+            mask = mask[None, None].expand(embeds.shape[0], 1, *mask.shape)
+            if self.model.config._attn_implementation == "eager":
+                blocked = torch.finfo(embeds.dtype).min
+                mask = torch.zeros(mask.shape, dtype=embeds.dtype, device=mask.device).masked_fill(~mask, blocked)
+            inputs["attention_mask"] = mask
+        return inputs
+
+    def forward(
+        self,
+        embeds: torch.Tensor,
+        cache: HFCache | HFFixedCache | None = None,
+        *,
+        mask: torch.Tensor | None = None,
+        positions: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        if isinstance(cache, HFFixedCache):
+            if mask is not None or positions is not None:
+                raise ValueError("a mask and positions are taken without a cache only")
+            return self._fixed_forward(embeds, cache)
         start = 0 if cache is None else cache.num_tokens
         end = start + embeds.shape[1]
-        if end > self.max_tokens:
+        if positions is None and end > self.max_tokens:
             raise ValueError(f"{end} tokens exceed max_tokens={self.max_tokens}")
-        positions = self._positions(start, embeds)
+        if cache is not None and (mask is not None or positions is not None):
+            raise ValueError("a mask and positions are taken without a cache only")
+        if (mask is not None or positions is not None) and not self.takes_mask:
+            raise ValueError(f"{self._options.model} takes no custom mask or positions")
+        dtype = embeds.dtype  # the world model's; the LLM's weights may be in another (backbone.dtype)
+        embeds = embeds.to(self.model.get_input_embeddings().weight.dtype)
+        inputs = self._inputs(start, embeds, mask, positions)
         if cache is None:
-            return self.model(inputs_embeds=embeds, use_cache=False, **positions).last_hidden_state
+            return self.model(inputs_embeds=embeds, use_cache=False, **inputs).last_hidden_state.to(dtype)
         if embeds.shape[0] != cache.batch_size:
             raise ValueError(f"batch of {embeds.shape[0]} for a cache of {cache.batch_size} sequences")
-        kwargs = {self._keyword: cache.past, **positions}
+        kwargs = {self._keyword: cache.past, **inputs}
         out = self.model(inputs_embeds=embeds, use_cache=True, **kwargs).last_hidden_state
         cache.tokens = end
         if cache.held() != end:  # a model that ignores the cache keyword still returns plausible states
@@ -192,7 +236,17 @@ class LLMBackbone(Backbone):
                 f"{self._options.model} did not use its cache: it holds {cache.held()} tokens after {end} were "
                 f"fed (through {self._keyword}=)"
             )
-        return out
+        return out.to(dtype)
+
+    def _fixed_forward(self, embeds: torch.Tensor, cache: HFFixedCache) -> torch.Tensor:
+        """Through a fixed-shape cache: every key of it under a mask hiding those past each token, positions read on
+        the device; nothing is read back to the host."""
+        positions = cache.position + torch.arange(embeds.shape[1], device=embeds.device)
+        slots = torch.arange(self.max_tokens, device=embeds.device)
+        inputs = self._inputs(0, embeds, slots <= positions[:, None], positions)
+        out = self.model(inputs_embeds=embeds, use_cache=True, **{self._keyword: cache.past}, **inputs)
+        cache.position += embeds.shape[1]
+        return out.last_hidden_state
 
     def optimizer_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]:
         """The LLM's trainable weights at ``llm_lr`` (or ``lr``); weight decay on the weights of its linear layers,
@@ -207,26 +261,11 @@ class LLMBackbone(Backbone):
         ]
         return [g for g in groups if g["params"]]
 
-    @contextlib.contextmanager
-    def rollout(self) -> Iterator[None]:
-        """No-gradient rollouts in eval mode with plain dense weights: each LoRA layer's adapter merged into its base
-        weight, 4-bit weights dequantised, once; the training modules are put back on exit. In train mode (dropout
-        on) nothing changes."""
-        swapped: list[tuple[str, nn.Module, nn.Module]] = []
-        for name, module in [] if self.training else list(self.model.named_modules()):
-            if any(name.startswith(f"{done}.") for done, _, _ in swapped):
-                continue
-            dense = _inference_linear(module) if name else None
-            if dense is not None:
-                parent_name, _, child = name.rpartition(".")
-                parent = self.model.get_submodule(parent_name)
-                setattr(parent, child, dense)
-                swapped.append((name, parent, module))
-        try:
-            yield
-        finally:
-            for name, parent, module in swapped:
-                setattr(parent, name.rpartition(".")[2], module)
+    def rollout(self) -> contextlib.AbstractContextManager[None]:
+        """No-gradient rollouts in eval mode on inference weights (:func:`~wmbench_llm.inference.inference_weights`:
+        LoRA merged, 4-bit dequantised, oneDNN-packed on a CPU, in bfloat16 under CPU bfloat16 autocast), built once
+        on entry; the training modules are put back on exit. In train mode (dropout on) nothing changes."""
+        return contextlib.nullcontext() if self.training else inference_weights(self.model)
 
     def observation_embedding(self, vocab_size: int) -> nn.Module | None:
         """With ``embeddings="reuse"``: image tokens onto evenly spread rows of the LLM's table that it trained, else
@@ -260,6 +299,14 @@ class LLMBackbone(Backbone):
             "trainable_parameters": parameter_count(self, trainable=True),
             "token_table_parameters": self.model.get_input_embeddings().weight.numel(),
         }
+
+
+def _takes_mask(model) -> bool:
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
+
+    plain = all(type(layer) is DynamicLayer for layer in DynamicCache(config=model.config).layers)
+    return plain and model.config._attn_implementation in ("sdpa", "eager")
 
 
 def _drop_frozen_base(module: LLMBackbone, state_dict, prefix: str, local_metadata) -> None:

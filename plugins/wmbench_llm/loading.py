@@ -123,22 +123,24 @@ def load_model(source: Source, config, options: LLMOptions, quantization=None):
     kwargs: dict[str, Any] = {"dtype": DTYPES[options.dtype], "trust_remote_code": options.trust_remote_code}
     if options.attn_implementation is not None:
         kwargs["attn_implementation"] = options.attn_implementation
-    quantised = {"device_map": "cpu", "quantization_config": quantization} if quantization is not None else {}
+    device_map = options.device_map or ("cpu" if quantization is not None else None)
+    placed = {**kwargs, "device_map": device_map, "quantization_config": quantization}
     try:
         if options.pretrained and not (quantization is not None and source.gguf_file):
             model = transformers.AutoModel.from_pretrained(
-                source.path, config=config, gguf_file=source.gguf_file, revision=source.revision, **kwargs, **quantised
+                source.path, config=config, gguf_file=source.gguf_file, revision=source.revision, **placed
             )
         else:
-            # Random weights, or quantised from GGUF: bitsandbytes quantises while loading, so via a plain folder.
+            # Random weights, or quantised from GGUF: bitsandbytes quantises and accelerate places the weights while
+            # loading, so through a plain folder.
             if options.pretrained:
                 model = load_model(source, config, options)
             else:
                 model = transformers.AutoModel.from_config(config, **kwargs)
-            if quantization is not None:
+            if device_map is not None:
                 with tempfile.TemporaryDirectory(prefix="wmbench-llm-") as tmp:
                     plain_copy(model).save_pretrained(tmp)
-                    model = transformers.AutoModel.from_pretrained(tmp, **kwargs, **quantised)
+                    model = transformers.AutoModel.from_pretrained(tmp, **placed)
     except OSError as exc:
         raise hub_error(source, exc) from exc
     except (ValueError, ImportError) as exc:  # an unknown attention kernel, a missing optional package, ...

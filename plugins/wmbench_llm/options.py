@@ -21,6 +21,9 @@ class LLMOptions:
     """Dtype of the LLM's weights: float32, bfloat16 or float16 (on CPUs without bf16 units bfloat16 is slow)."""
     attn_implementation: str | None = None
     """transformers' attention kernel: eager, sdpa, flash_attention_2, ...; None: transformers' default."""
+    device_map: str | None = None
+    """Where transformers loads the weights (its ``device_map``: cpu, cuda, cuda:1, auto): on a GPU the weights go
+    straight there and 4-bit weights are quantised there; None: the CPU (the run moves the model to its device)."""
     gradient_checkpointing: bool = False
     """Recompute the LLM's activations in the backward pass: less memory, more time."""
     load_in_8bit: bool = False

@@ -45,7 +45,10 @@ def wmbench_metrics_logged(run, record):
 
 @hookimpl
 def wmbench_run_finished(run, summary):
+    import wandb
+
     wandb_run = _runs.pop(run.path)
     if summary is not None:
         wandb_run.summary.update(numbers(summary))
     wandb_run.finish()
+    wandb.teardown()  # finish() returns before W&B's service has written the run's file; its shutdown waits for it

@@ -19,31 +19,10 @@ from wmbench.engine.agent import parameter_count
 from wmbench.engine.backbone import Backbone, BackboneShape
 from wmbench.errors import WmbenchError
 from wmbench.plugins import import_module
-from wmbench_scratch.transformer import KVCache
+from wmbench_scratch.transformer import KVCache, attend, positions_of
 from wmbench_vision.models import MODES
 
 DEFAULT_TARGETS = {"timm": ("qkv", "proj"), "open_clip": ("out_proj", "c_fc", "c_proj")}
-
-
-def attend(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    cache: KVCache | None,
-    layer: int,
-    *,
-    causal: bool,
-    dropout: float,
-) -> torch.Tensor:
-    """Attention of heads ``[B, H, T, hd]``; with a cache, appends k/v at its end and attends over all of it."""
-    if cache is None:
-        return F.scaled_dot_product_attention(q, k, v, is_causal=causal, dropout_p=dropout)
-    start, t = cache.num_tokens, q.size(2)
-    cache.keys[layer][:, :, start : start + t] = k
-    cache.values[layer][:, :, start : start + t] = v
-    k, v = cache.keys[layer][:, :, : start + t], cache.values[layer][:, :, : start + t]
-    mask = torch.ones(t, start + t, dtype=torch.bool, device=q.device).tril(diagonal=start) if t > 1 else None
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
 
 
 class TimmStack(nn.Module):
@@ -58,14 +37,17 @@ class TimmStack(nn.Module):
         self.blocks, self.norm, self.width = blocks, vit.norm, vit.embed_dim
         self.num_heads, self.head_dim = blocks[0].attn.num_heads, blocks[0].attn.head_dim
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None, causal: bool = True) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, cache: KVCache | None = None, causal: bool = True, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         b, t, _ = x.shape
         for layer, block in enumerate(self.blocks):
             attn = block.attn
             h = block.norm1(x)
             q, k, v = attn.qkv(h).reshape(b, t, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
             q, k = attn.q_norm(q), attn.k_norm(k)
-            y = attend(q, k, v, cache, layer, causal=causal, dropout=attn.attn_drop.p if self.training else 0.0)
+            dropout = attn.attn_drop.p if self.training else 0.0
+            y = attend(q, k, v, cache, layer, dropout=dropout, mask=mask, causal=causal)
             y = attn.norm(y.transpose(1, 2).reshape(b, t, attn.attn_dim))
             if getattr(attn, "gate", None) is not None:
                 y = y * attn.gate(h).sigmoid()
@@ -93,14 +75,17 @@ class ClipStack(nn.Module):
         attn = blocks[0].attn
         self.width, self.num_heads, self.head_dim = attn.embed_dim, attn.num_heads, attn.head_dim
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None, causal: bool = True) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, cache: KVCache | None = None, causal: bool = True, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         b, t, d = x.shape
         x = self.norm_in(x)
         for layer, block in enumerate(self.blocks):
             attn = block.attn
             qkv = F.linear(block.ln_1(x), attn.in_proj_weight, attn.in_proj_bias)
             q, k, v = qkv.reshape(b, t, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
-            y = attend(q, k, v, cache, layer, causal=causal, dropout=attn.dropout if self.training else 0.0)
+            dropout = attn.dropout if self.training else 0.0
+            y = attend(q, k, v, cache, layer, dropout=dropout, mask=mask, causal=causal)
             x = x + block.ls_1(attn.out_proj(y.transpose(1, 2).reshape(b, t, d)))
             x = x + block.ls_2(block.mlp(block.ln_2(x)))
         return self.norm_out(x)
@@ -108,6 +93,8 @@ class ClipStack(nn.Module):
 
 class VisionBackbone(Backbone):
     """A library block stack fed the world model's embeddings plus learned positions, causally, with a KV cache."""
+
+    takes_mask = True
 
     def __init__(self, stack: TimmStack | ClipStack, width: int, max_tokens: int, facts: dict[str, Any]):
         super().__init__()
@@ -121,14 +108,18 @@ class VisionBackbone(Backbone):
         layers = range(len(self.stack.blocks))
         return KVCache([p.new_zeros(shape) for _ in layers], [p.new_zeros(shape) for _ in layers])
 
-    def forward(self, embeds: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
-        start = 0 if cache is None else cache.num_tokens
-        t = embeds.size(1)
-        if start + t > self.max_tokens:
-            raise ValueError(f"sequence of {start + t} tokens exceeds max_tokens={self.max_tokens}")
-        x = self.stack(embeds + self.pos_emb(torch.arange(start, start + t, device=embeds.device)), cache)
+    def forward(
+        self,
+        embeds: torch.Tensor,
+        cache: KVCache | None = None,
+        *,
+        mask: torch.Tensor | None = None,
+        positions: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        positions = positions_of(embeds, cache, self.max_tokens, mask, positions)
+        x = self.stack(embeds + self.pos_emb(positions), cache, mask=mask)
         if cache is not None:
-            cache._num_tokens += t
+            cache._num_tokens += embeds.size(1)
         return x
 
     def describe(self) -> dict[str, Any]:

@@ -14,7 +14,15 @@ measures (name, unit):
 - ``tokenizer_encode_frames_per_s``, ``tokenizer_decode_frames_per_s``;
 - ``actor_critic_updates_per_s``: burn-in, imagination over the horizon, losses, backward and step;
 - ``peak_memory_mb`` (the process's peak resident set during the setup, or CUDA's peak allocation) and ``matmul_gflops`` (a 2048 x 2048
-  matrix product in the bench's dtype: what the machine can do, to read the others against).
+  matrix product in the bench's dtype: what the machine can do, to read the others against);
+- with the projection (the default), one step of each training phase as the trainer takes it, at the config's own
+  batch sizes (not ``batch``): ``phase_collect_steps_per_s`` (one epoch's collection: the agent acting in the
+  train env, into a replay store), ``phase_tokenizer_steps_per_s``, ``phase_wm_steps_per_s``,
+  ``phase_ac_steps_per_s`` (updates); and from them ``projected_hours``, the wall time of one whole run of the config
+  (:mod:`wmbench.bench.projection`), and ``projected_hours_<phase>``, each phase's share.
+
+Imagination runs as the config says: eager, or with ``training.actor_critic.fixed_shape`` the fixed-shape
+:class:`~wmbench.engine.fixed_dream.FixedDreamEnv` (captured in CUDA graphs on CUDA).
 
 ``ratio_to_ale`` is frames handled per second over ALE's steps per second (a training token counts as
 1 / tokens_per_block frames, an actor-critic update as batch x horizon imagined frames). Rows go to a long
@@ -50,11 +58,45 @@ class Row:
     """Frames per unit of the figure, for ``ratio_to_ale`` (0: no ratio)."""
 
     def quantiles(self) -> tuple[float, float, float]:
-        values = sorted(self.times)
-        if len(values) == 1:
-            return values[0], values[0], values[0]
-        p25, p50, p75 = statistics.quantiles(values, n=4, method="inclusive")
-        return p50, p25, p75
+        return quartiles(self.times)
+
+
+def quartiles(values) -> tuple[float, float, float]:
+    """Median, 25th and 75th percentiles."""
+    values = sorted(values)
+    if len(values) == 1:
+        return values[0], values[0], values[0]
+    p25, p50, p75 = statistics.quantiles(values, n=4, method="inclusive")
+    return p50, p25, p75
+
+
+def write_rounds(path: Path, facts: dict[str, Any], rounds: list[dict[str, float]], ratios: dict) -> None:
+    """A side-by-side benchmark's JSON: when and where (``facts``, the time and thread count added), every round's
+    figures, and the ratios' ``(median, p25, p75)``."""
+    import json
+
+    import torch
+
+    record = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **facts, "threads": torch.get_num_threads(),
+              "rounds": rounds, "ratios": {k: {"median": m, "p25": lo, "p75": hi} for k, (m, lo, hi) in ratios.items()}}  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1) + "\n")
+
+
+def processor(device) -> str:
+    """What computes: the GPU's name, or ``lscpu``'s model name (the platform's processor where there is no lscpu)."""
+    import platform
+    import subprocess
+
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return platform.processor()
+    return next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")), "")
 
 
 class Timer:
@@ -103,11 +145,15 @@ def ale_rollout(config, steps: int, seed: int) -> tuple[float, dict[str, Any]]:
     return seconds, {k: np.stack(v) if k == "frames" else np.array(v) for k, v in seen.items()}
 
 
-def measure(config, batch: int, repeats: int, log: Callable[[str], None] = lambda _: None) -> list[Row]:
-    """Every measure of one setup (a resolved run config), on its device and dtype."""
+def measure(
+    config, batch: int, repeats: int, log: Callable[[str], None] = lambda _: None, projection: bool = True
+) -> list[Row]:
+    """Every measure of one setup (a resolved run config), on its device and dtype; ``projection``: also the
+    phases at the config's batch sizes and the projected wall time of a run."""
     import torch
 
     from wmbench.engine.agent import build_agent
+    from wmbench.engine.fixed_dream import FixedDreamEnv
     from wmbench.engine.imagination import DreamEnv, actor_critic_losses, imagine
     from wmbench.engine.trainer import resolve_device, world_model_optimizer
     from wmbench.plugins import registry
@@ -133,15 +179,16 @@ def measure(config, batch: int, repeats: int, log: Callable[[str], None] = lambd
     frames = torch.from_numpy(seen["frames"]).to(device).permute(0, 3, 1, 2).float().div(255)
     k, tpb = tokenizer.tokens_per_frame, wm.tokens_per_block
 
-    def segments(length: int) -> dict[str, torch.Tensor]:
-        """``batch`` consecutive stretches of the rollout, ``[batch, length, ...]``."""
-        n = batch * length
+    def segments(length: int, rows: int = batch) -> dict[str, torch.Tensor]:
+        """``rows`` consecutive stretches of the rollout, ``[rows, length, ...]`` (the rollout repeated if short)."""
+        index = torch.arange(rows * length) % len(seen["actions"])
         out = {
-            key: torch.as_tensor(seen[key][:n]).to(device).view(batch, length) for key in ("actions", "rewards", "ends")
+            key: torch.as_tensor(seen[key])[index].to(device).view(rows, length)
+            for key in ("actions", "rewards", "ends")
         }
         out["actions"] = out["actions"].long()
-        out["frames"] = frames[:n].view(batch, length, *frames.shape[1:])
-        out["mask"] = torch.ones(batch, length, dtype=torch.bool, device=device)
+        out["frames"] = frames[index.to(device)].view(rows, length, *frames.shape[1:])
+        out["mask"] = torch.ones(rows, length, dtype=torch.bool, device=device)
         return out
 
     log("tokenizer")
@@ -156,23 +203,17 @@ def measure(config, batch: int, repeats: int, log: Callable[[str], None] = lambd
 
     log("imagination")
     wm.eval()
-    dream = DreamEnv(tokenizer, wm, generator)
-    cycle = (wm.transformer.max_tokens - k) // tpb  # steps from a reset until the cache is rebuilt
+    dream = (FixedDreamEnv if t.fixed_shape else DreamEnv)(tokenizer, wm, generator)
+    cycle = cycle_steps(wm)
     actions = torch.from_numpy(seen["actions"][:batch]).long().to(device)
-
-    def imagine_cycle(decode: bool) -> list[float]:
-        dream.reset(first)
-        with torch.no_grad():
-            wm(dream.obs_tokens)  # a cache-free pass: the first step finds the weights as warm as later ones do
-        return [timer(lambda: dream.step(actions, decode)) for _ in range(cycle)]
 
     with autocast:
         dream.reset(first)
         dream.step(actions, True)  # warm-up
-        with_decode = [sum(imagine_cycle(True)) for _ in range(repeats)]
+        with_decode = [sum(imagine_cycle(dream, first, actions, True, timer)) for _ in range(repeats)]
         without, start = [], time.perf_counter()
         while len(without) < repeats or (time.perf_counter() - start < CONTEXT_SECONDS and len(without) < 50):
-            without.append(imagine_cycle(False))
+            without.append(imagine_cycle(dream, first, actions, False, timer))
     rows.append(Row("imagine_frames_per_s", "frames/s", tuple(batch * cycle / s for s in with_decode), 1.0))
     rows.append(Row("imagine_frames_per_s_no_decode", "frames/s", tuple(batch * cycle / sum(c) for c in without), 1.0))
     rows.append(Row("imagine_ms_per_frame_short_context", "ms/frame", tuple(1000 * c[0] / batch for c in without)))
@@ -190,12 +231,12 @@ def measure(config, batch: int, repeats: int, log: Callable[[str], None] = lambd
     def train_world_model() -> None:
         with autocast:
             loss = wm.losses(obs_tokens, data["actions"], data["rewards"], data["ends"], data["mask"]).total
-        losses.append(loss.item())
+        losses.append(loss.detach())  # read after the timing: reading it here would make the host wait
         optimizer_step(optimizer, loss, wm.parameters(), config.training.world_model.grad_clip)
 
     train = timer.repeat(train_world_model, repeats)
     rows.append(Row("wm_train_tokens_per_s", "tokens/s", tuple(batch * blocks * tpb / s for s in train), 1 / tpb))
-    rows.append(Row("wm_loss", "nats", (losses[0],)))
+    rows.append(Row("wm_loss", "nats", (losses[0].item(),)))
 
     log("actor-critic")
     wm.eval()
@@ -216,7 +257,117 @@ def measure(config, batch: int, repeats: int, log: Callable[[str], None] = lambd
     rows.append(
         Row("matmul_gflops", "GFLOP/s", tuple(matmul_gflops(device, config.bf16, timer) for _ in range(repeats)))
     )
+    if projection:
+        log("training phases at the config's batch sizes")
+        rows += phase_rows(config, agent, segments, obs_tokens, timer, repeats, generator)
     return rows
+
+
+def phase_rows(config, agent, segments, obs_tokens, timer: Timer, repeats: int, generator) -> list[Row]:
+    """One step of each training phase as the trainer takes it, at the config's batch sizes (``segments(length,
+    rows)`` gives real segments, ``obs_tokens [b, max_blocks, K]`` their tokens), and the run's projected hours.
+    The steps train the agent's weights."""
+    import tempfile
+
+    import torch
+
+    from wmbench.bench.projection import PHASES, projected_seconds
+    from wmbench.engine.collector import Collector
+    from wmbench.engine.fixed_dream import FixedDreamEnv
+    from wmbench.engine.imagination import DreamEnv, actor_critic_losses, imagine
+    from wmbench.engine.replay import ReplayStore
+    from wmbench.engine.trainer import fused, world_model_optimizer
+    from wmbench.plugins import registry
+
+    t = config.training
+    device = obs_tokens.device
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16)
+    seconds: dict[str, list[float]] = {}
+
+    with tempfile.TemporaryDirectory(prefix="wmbench-bench-") as folder, autocast:
+        env = registry().game(config.game).make_env(config.env, True, config.seed)
+        collector = Collector(env, ReplayStore(Path(folder), t.sampling_weights), agent, device, config.seed)
+        c = t.collect
+
+        def collect() -> None:
+            collector.collect(c.steps_per_epoch, c.epsilon, c.temperature, t.actor_critic.burn_in, generator)
+
+        seconds["collection"] = [s / c.steps_per_epoch for s in timer.repeat(collect, repeats)]
+        env.close()
+
+    def trains(component: str, loss: Callable[[], torch.Tensor], grad_clip: float, optimizer) -> list[float]:
+        module = getattr(agent, component)
+
+        def update() -> None:
+            with autocast:
+                value = loss()
+            optimizer_step(optimizer, value, module.parameters(), grad_clip)
+
+        return timer.repeat(update, repeats)
+
+    agent.tokenizer.train()
+    tok = t.tokenizer
+    frames = segments(1, tok.batch_size)["frames"][:, 0]
+    params = [p for p in agent.tokenizer.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=tok.lr, fused=fused(params))
+    seconds["tokenizer"] = trains("tokenizer", lambda: agent.tokenizer.loss(frames)["total"], tok.grad_clip, optimizer)
+    agent.tokenizer.eval()
+
+    agent.world_model.train()
+    w, blocks = t.world_model, config.world_model.max_blocks
+    data = segments(blocks, w.batch_size)
+    tokens = obs_tokens[torch.arange(w.batch_size, device=device) % obs_tokens.size(0)]
+    optimizer = world_model_optimizer(agent.world_model, w.lr, w.weight_decay)
+    seconds["world_model"] = trains(
+        "world_model",
+        lambda: agent.world_model.losses(tokens, data["actions"], data["rewards"], data["ends"], data["mask"]).total,
+        w.grad_clip,
+        optimizer,
+    )
+    agent.world_model.eval()
+
+    agent.actor_critic.train()
+    a = t.actor_critic
+    data = segments(a.burn_in + 1, a.batch_size)
+    params = [p for p in agent.actor_critic.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=a.lr, fused=fused(params))
+    with agent.world_model.transformer.rollout():
+        dream = (FixedDreamEnv if a.fixed_shape else DreamEnv)(agent.tokenizer, agent.world_model, generator)
+        seconds["actor_critic"] = trains(
+            "actor_critic",
+            lambda: actor_critic_losses(
+                imagine(agent.actor_critic, dream, data["frames"], data["mask"], a.horizon),
+                a.gamma,
+                a.lambda_,
+                a.entropy_weight,
+            )["total"],
+            a.grad_clip,
+            optimizer,
+        )
+
+    names = {"collection": "collect", "tokenizer": "tokenizer", "world_model": "wm", "actor_critic": "ac"}
+    rows = [Row(f"phase_{names[p]}_steps_per_s", "steps/s", tuple(1 / s for s in seconds[p]), float(p == "collection"))
+            for p in PHASES]  # fmt: skip
+    runs = [projected_seconds(t, {p: seconds[p][i] for p in PHASES}) for i in range(repeats)]
+    rows.append(Row("projected_hours", "h", tuple(r["total"] / 3600 for r in runs)))
+    rows += [Row(f"projected_hours_{p}", "h", tuple(r[p] / 3600 for r in runs)) for p in PHASES]
+    return rows
+
+
+def cycle_steps(wm) -> int:
+    """Imagined steps from a reset until the world model's cache is rebuilt (19 at the iris preset)."""
+    return (wm.transformer.max_tokens - wm.tokens_per_frame) // wm.tokens_per_block
+
+
+def imagine_cycle(dream, first, actions, decode: bool, timer: Timer) -> list[float]:
+    """Seconds of each step of a :class:`DreamEnv` from a reset on frames ``first`` until its cache is rebuilt, every
+    step taking ``actions``."""
+    import torch
+
+    dream.reset(first)
+    with torch.no_grad():
+        dream.world_model(dream.obs_tokens)  # a cache-free pass: the first step finds the weights as warm as later ones
+    return [timer(lambda: dream.step(actions, decode)) for _ in range(cycle_steps(dream.world_model))]
 
 
 def _reset_peak_memory(device) -> None:

@@ -88,6 +88,7 @@ def markdown_table(path: Path) -> str:
         "actor_critic_updates_per_s": "AC updates/s",
         "peak_memory_mb": "peak MB",
         "wm_loss": "WM loss",
+        "projected_hours": "projected run (h)",
     }
     order = pd.MultiIndex.from_frame(df[setup].drop_duplicates())  # setups in the order they were measured
     wide = df.pivot_table(index=setup, columns="measure", values="median", aggfunc="last").reindex(order)

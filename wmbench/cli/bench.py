@@ -46,17 +46,27 @@ BATCH, REPEATS = 8, 5
     help="Measure every cell of a throughput benchmark file (other setup options ignored); needs --csv, writes a "
     "Markdown table beside it.",
 )
+@click.option(
+    "--projection/--no-projection",
+    default=True,
+    show_default=True,
+    help="Also time one step of each training phase at the preset's batch sizes, and project a whole run's hours.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
 @quiet_option
-def bench(backbone, tokenizer, game, preset, batch, device, bf16, overrides, repeats, csv_path, suite, as_json, quiet):
+def bench(backbone, tokenizer, game, preset, batch, device, bf16, overrides, repeats, csv_path, suite, projection,
+          as_json, quiet):  # fmt: skip
     """Measure one setup's throughput beside ALE's: imagination (with and without decoding, at short and full
-    context), world-model training, tokenizer, actor-critic updates, peak memory.
+    context), world-model training, tokenizer, actor-critic updates, peak memory; and the wall time of one whole run
+    of the preset, projected from one step of each training phase (collection, tokenizer, world model,
+    actor-critic) at the preset's batch sizes (evaluation not counted).
 
     \b
     Examples:
       wmbench bench --backbone scratch --preset iris --batch 8 --repeats 3
       wmbench bench -b llm-lora --set backbone.model=smollm2-135m --csv results/throughput.csv --json
       wmbench bench --suite benchmarks/throughput.toml --csv results/throughput.csv
+      wmbench bench -p iris --device cuda --bf16 --set training.actor_critic.fixed_shape=true  # CUDA graphs
 
     Exit codes: 0 done, 1 a failure while measuring, 2 bad input (nothing measured or written).
     """
@@ -80,7 +90,7 @@ def bench(backbone, tokenizer, game, preset, batch, device, bf16, overrides, rep
         jobs = [(cell_config(preset, game, 0, tokenizer, backbone, overrides, device, bf16), overrides, batch, repeats)]
     log = (lambda line: click.echo(line, err=True)) if not (as_json or quiet) else (lambda _: None)
     with Progress.for_terminal(quiet or as_json, log) as progress:
-        out = _measure_all(jobs, csv_path, suite, setups, as_json, progress)
+        out = _measure_all(jobs, csv_path, suite, setups, as_json, progress, projection)
     if suite:
         log(f"table written to {csv_path.with_suffix('.md')}")
     if as_json:
@@ -103,7 +113,7 @@ def _suite(path: Path, csv_path: Path | None) -> tuple[list, str | None]:
     return [replace(c, batch=c.batch or BATCH, repeats=c.repeats or REPEATS) for c in cells(suite)], suite.device
 
 
-def _measure_all(jobs, csv_path, suite, setups, as_json, progress) -> list[dict]:
+def _measure_all(jobs, csv_path, suite, setups, as_json, progress, projection) -> list[dict]:
     """Measure every setup in turn, appending its rows to the CSV (and the suite's page) as soon as it is done."""
     from wmbench.bench.measure import measure
     from wmbench.bench.results import append_csv, records, suite_page
@@ -111,7 +121,7 @@ def _measure_all(jobs, csv_path, suite, setups, as_json, progress) -> list[dict]
     out = []
     for config, overrides, batch, repeats in progress.track(jobs, "setups"):
         name = f"{config.backbone.name} {' '.join(overrides)} at {config.preset}, batch {batch}".replace("  ", " ")
-        rows = measure(config, batch, repeats, lambda what, name=name: progress.log(f"{name}: {what}"))
+        rows = measure(config, batch, repeats, lambda what, name=name: progress.log(f"{name}: {what}"), projection)
         found = records(config, batch, list(overrides), rows)
         if csv_path:
             append_csv(csv_path, found)
@@ -124,4 +134,22 @@ def _measure_all(jobs, csv_path, suite, setups, as_json, progress) -> list[dict]
                 click.echo(
                     f"{r['measure']:<36} {r['median']:>12,.4g} {r['unit']:<10} [{r['p25']:.4g}, {r['p75']:.4g}]{ratio}"
                 )
+            if projection:
+                click.echo(_projection_line(config, {r["measure"]: r["median"] for r in found}))
     return out
+
+
+def _projection_line(config, medians: dict[str, float]) -> str:
+    """The projected wall time of a run of ``config`` (h:mm:ss), with each phase's share."""
+    from datetime import timedelta
+
+    from wmbench.bench.projection import PHASES
+
+    def duration(hours: float) -> str:
+        return str(timedelta(seconds=round(hours * 3600)))
+
+    shares = " + ".join(f"{p.replace('_', ' ')} {duration(medians[f'projected_hours_{p}'])}" for p in PHASES)
+    return (
+        f"projected run ({config.training.epochs} epochs of the {config.preset} schedule, evaluation not counted): "
+        f"{duration(medians['projected_hours'])} = {shares}"
+    )

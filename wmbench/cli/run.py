@@ -213,7 +213,7 @@ def describe(backbone, game, preset, tokenizer, seed, overrides, init, init_part
         "parameters": agent.parameter_counts(),
         "backbone": {"name": config.backbone.name, **agent.world_model.transformer.describe()},
         "tokenizer": {"name": config.tokenizer.name, **agent.tokenizer.describe()},
-        "paper_departures": paper_departures(agent.tokenizer.describe()),
+        "paper_departures": paper_departures(config, agent.tokenizer.describe()),
         "score_caveats": score_caveats(config),
         "config": cfg.to_dict(config),
     }

@@ -46,6 +46,10 @@ class WorldModelConfig:
     """Width of the world model's token embeddings and heads."""
     dropout: float = 0.1
     """Dropout on embeddings, attention and residuals."""
+    parallel: bool = False
+    """Predict the K tokens of the next frame at once, from K learned queries after the action (REM's parallel
+    observation prediction, not IRIS's token-by-token), so that an imagined frame costs one backbone call instead of
+    K + 1. Needs a backbone that takes an attention mask (``takes_mask``: scratch, llm-* but Mamba, vit, clip)."""
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,11 @@ class ActorCriticTrainConfig:
     greedy_frames: bool = False
     """Imagined frames of the world model's most likely tokens instead of sampled ones (rewards and ends stay
     sampled). False: IRIS, which samples every token."""
+    fixed_shape: bool = False
+    """Imagine with fixed shapes (the same steps, tokens and samples): a preallocated cache attended over whole under
+    a mask, its position on the device, sampling without host synchronisation; on CUDA each kind of step is captured
+    in a CUDA graph and replayed, which removes the launch overhead that bounds imagination on a GPU. Needs a backbone
+    that declares ``fixed_shape`` (scratch, the llm-* models but Mamba)."""
 
 
 @dataclass(frozen=True)

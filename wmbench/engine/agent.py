@@ -74,8 +74,20 @@ def build_agent(config: RunConfig, registry: Registry, num_actions: int) -> Agen
         raise WmbenchError(f"backbone plugin {bb_entry.plugin!r} built a {type(backbone).__name__}, not a Backbone")
     if backbone.max_tokens < 2 * shape.tokens_per_block:
         raise WmbenchError(f"backbone {bb_entry.name!r} takes {backbone.max_tokens} tokens, fewer than two frames")
+    package = registry.plugins[bb_entry.plugin].distribution
+    if wm.parallel and not backbone.takes_mask:
+        raise WmbenchError(
+            f"world_model.parallel needs a backbone that takes an attention mask and drops cache entries; "
+            f"{bb_entry.name!r} from package {package!r} does not (takes_mask is false)"
+        )
+    fixed = config.training.actor_critic.fixed_shape
+    if fixed and not backbone.fixed_shape:
+        raise WmbenchError(
+            f"training.actor_critic.fixed_shape needs a backbone with a fixed-shape cache; {bb_entry.name!r} from "
+            f"package {package!r} has none (fixed_shape is false)"
+        )
     if config.probe:
-        probe_backbone(backbone, bb_entry.name, registry.plugins[bb_entry.plugin].distribution)
-    world_model = WorldModel(backbone, tokenizer.vocab_size, tokenizer.tokens_per_frame, num_actions)
+        probe_backbone(backbone, bb_entry.name, package, masked=wm.parallel, fixed=fixed)
+    world_model = WorldModel(backbone, tokenizer.vocab_size, tokenizer.tokens_per_frame, num_actions, wm.parallel)
     actor_critic = ActorCritic(config.actor_critic, num_actions, config.env.size)
     return Agent(tokenizer, world_model, actor_critic)

@@ -4,6 +4,10 @@ One imagined step costs ``K + 1`` sequential backbone calls with the cache: the 
 end are sampled there, and the first observation token), then the K observation tokens one by one. The last
 step of a rollout only needs its reward and end: one call, as the reference does. When the cache cannot take
 another block, it is rebuilt from the current frame alone, as the reference does.
+
+With parallel frame prediction a step is one call: the current frame's tokens (kept out of the cache until the
+action is known), the action and the K queries, whose predictions are the next frame; the cache then drops the
+queries. The last step of a rollout feeds the frame and action alone.
 """
 
 from __future__ import annotations
@@ -20,9 +24,13 @@ from wmbench.engine.world_model import WorldModel
 
 
 def sample(logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """Sample class indices from ``logits [..., C]`` (with an explicit generator for reproducibility)."""
+    """Sample class indices from ``logits [..., C]`` (with an explicit generator for reproducibility).
+
+    What ``torch.multinomial`` draws for one sample, the same indices from the same generator state (its algorithm:
+    the argmax of the probabilities over exponential noise), without its check of the probabilities, which reads
+    them back to the host: sampling never waits for the device."""
     probs = torch.softmax(logits.float(), dim=-1)
-    return torch.multinomial(probs.reshape(-1, probs.size(-1)), 1, generator=generator).view(probs.shape[:-1])
+    return probs.div(torch.empty_like(probs).exponential_(1, generator=generator)).argmax(dim=-1)
 
 
 class DreamEnv:
@@ -50,8 +58,16 @@ class DreamEnv:
         return self.tokenizer.decode(self.obs_tokens)
 
     def _refresh(self) -> None:
+        """A new cache holding the current frame (with parallel prediction, nothing: the step feeds the frame)."""
         self.cache = self.world_model.transformer.new_cache(self.obs_tokens.size(0))
-        self.world_model(self.obs_tokens, self.cache)
+        if not self.world_model.parallel:
+            self.world_model(self.obs_tokens, self.cache)
+
+    @property
+    def growth(self) -> int:
+        """Tokens one step feeds the cache, the queries of parallel prediction included (then dropped)."""
+        wm = self.world_model
+        return wm.tokens_per_block + (wm.tokens_per_frame if wm.parallel else 0)
 
     @torch.no_grad()
     def step(
@@ -64,22 +80,40 @@ class DreamEnv:
 
         ``observe=False`` (a rollout's last step) samples the reward and end only: one backbone call, no
         observation tokens, no frame; the env then cannot step again until ``reset``."""
-        wm = self.world_model
-        if self.cache.num_tokens + wm.tokens_per_block > wm.transformer.max_tokens:
+        if self.cache.num_tokens + self.growth > self.world_model.transformer.max_tokens:
             self._refresh()
-        hidden = wm(actions[:, None], self.cache)[:, -1]
-        rewards = sample(wm.head_rewards(hidden), self.generator).float() - 1
-        ends = sample(wm.head_ends(hidden), self.generator).bool()
-        if not observe:
+        rewards, ends, tokens = self._imagine(actions, observe)
+        if tokens is None:
             del self.obs_tokens, self.cache  # nothing to step from until reset()
             return None, rewards, ends
-        tokens = []
+        self.obs_tokens = tokens
+        return (self.tokenizer.decode(tokens) if decode else None), rewards, ends
+
+    def _imagine(self, actions: torch.Tensor, observe: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The world model's calls of one step from ``obs_tokens`` through ``cache``: rewards, ends and, if
+        ``observe``, the next frame's tokens."""
+        wm = self.world_model
+        if wm.parallel:
+            frame_and_action = torch.cat([self.obs_tokens, actions[:, None]], dim=1)
+            hidden = wm(frame_and_action, self.cache, queries=observe)
+            at_action, predicted = hidden[:, wm.tokens_per_frame], hidden[:, wm.tokens_per_block :]
+        else:
+            at_action = wm(actions[:, None], self.cache)[:, -1]
+        rewards = sample(wm.head_rewards(at_action), self.generator).float() - 1
+        ends = sample(wm.head_ends(at_action), self.generator).bool()
+        if not observe:
+            return rewards, ends, None
+        if wm.parallel:
+            return rewards, ends, self._frame_tokens(wm.head_observations(predicted))
+        tokens, hidden = [], at_action
         for _ in range(wm.tokens_per_frame):
-            logits = wm.head_observations(hidden)
-            tokens.append(logits.argmax(-1) if self.greedy_frames else sample(logits, self.generator))
+            tokens.append(self._frame_tokens(wm.head_observations(hidden)))
             hidden = wm(tokens[-1][:, None], self.cache)[:, -1]
-        self.obs_tokens = torch.stack(tokens, dim=1)
-        return (self.tokenizer.decode(self.obs_tokens) if decode else None), rewards, ends
+        return rewards, ends, torch.stack(tokens, dim=1)
+
+    def _frame_tokens(self, logits: torch.Tensor) -> torch.Tensor:
+        """Observation tokens from their logits: sampled, or the most likely with ``greedy_frames``."""
+        return logits.argmax(-1) if self.greedy_frames else sample(logits, self.generator)
 
 
 @dataclass

@@ -21,6 +21,7 @@ from wmbench import config as cfg
 from wmbench.engine.agent import Agent, build_agent
 from wmbench.engine.backbone import Backbone
 from wmbench.engine.collector import Collector, evaluate
+from wmbench.engine.fixed_dream import FixedDreamEnv
 from wmbench.engine.imagination import DreamEnv, actor_critic_losses, imagine
 from wmbench.engine.optim import optimizer_step
 from wmbench.engine.replay import ReplayStore
@@ -54,8 +55,9 @@ def peak_memory_mb(device: torch.device) -> dict[str, float]:
     return peak
 
 
-def world_model_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    """AdamW with weight decay on linear and conv weights only, as IRIS (no decay on norms, embeddings, biases)."""
+def world_model_optimizer(model: nn.Module, lr: float, weight_decay: float, fuse: bool = True) -> torch.optim.Optimizer:
+    """AdamW with weight decay on linear and conv weights only, as IRIS (no decay on norms, embeddings, biases); fused
+    (one kernel for every tensor) on CUDA unless ``fuse`` is False (torch's default, as the reference)."""
     decay = set()
     for module in model.modules():
         if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)) and module.weight.requires_grad:
@@ -68,7 +70,12 @@ def world_model_optimizer(model: nn.Module, lr: float, weight_decay: float) -> t
         {"params": [p for p in params if id(p) not in decay], "weight_decay": 0.0},
         *own,
     ]
-    return torch.optim.AdamW(groups, lr=lr)
+    return torch.optim.AdamW(groups, lr=lr, fused=fused(params) if fuse else None)
+
+
+def fused(params: list[nn.Parameter]) -> bool | None:
+    """Whether an Adam optimiser of ``params`` runs fused: on CUDA (None, torch's default, elsewhere)."""
+    return True if params and all(p.is_cuda for p in params) else None
 
 
 class Trainer:
@@ -89,10 +96,11 @@ class Trainer:
         self.num_actions = self.game.num_actions()
         self.agent: Agent = build_agent(config, registry, self.num_actions).to(self.device)
         t = config.training
+        tokenizer, actor_critic = self._trainable("tokenizer"), self._trainable("actor_critic")
         self.optimizers = {
-            "tokenizer": torch.optim.Adam(self._trainable("tokenizer"), lr=t.tokenizer.lr),
+            "tokenizer": torch.optim.Adam(tokenizer, lr=t.tokenizer.lr, fused=fused(tokenizer)),
             "world_model": world_model_optimizer(self.agent.world_model, t.world_model.lr, t.world_model.weight_decay),
-            "actor_critic": torch.optim.Adam(self._trainable("actor_critic"), lr=t.actor_critic.lr),
+            "actor_critic": torch.optim.Adam(actor_critic, lr=t.actor_critic.lr, fused=fused(actor_critic)),
         }
         self.store = ReplayStore(run.replay, t.sampling_weights)
         self.env = self.game.make_env(config.env, train=True, seed=config.seed)
@@ -188,21 +196,21 @@ class Trainer:
     def train_tokenizer(self) -> dict[str, float]:
         t = self.config.training.tokenizer
         self.agent.tokenizer.train()
-        sums: dict[str, float] = defaultdict(float)
+        sums: dict[str, Any] = defaultdict(float)
         for _ in self.progress.track(range(t.steps_per_epoch), f"epoch {self.epoch}: tokenizer"):
             frames = self._sample(t.batch_size, 1, True)["frames"][:, 0]
             with self.autocast():
                 losses = self.agent.tokenizer.loss(frames)
             self._step("tokenizer", losses["total"], t.grad_clip)
             for k, v in losses.items():
-                sums[f"loss/tokenizer/{k}"] += v.item() / t.steps_per_epoch
-        return dict(sums)
+                sums[f"loss/tokenizer/{k}"] += v.detach()
+        return _means(sums, t.steps_per_epoch)
 
     def train_world_model(self) -> dict[str, float]:
         t = self.config.training.world_model
         self.agent.tokenizer.eval()
         self.agent.world_model.train()
-        sums: dict[str, float] = defaultdict(float)
+        sums: dict[str, Any] = defaultdict(float)
         for _ in self.progress.track(range(t.steps_per_epoch), f"epoch {self.epoch}: world model"):
             batch = self._sample(t.batch_size, self.agent.world_model.max_blocks, True)
             b, steps = batch["actions"].shape
@@ -214,30 +222,36 @@ class Trainer:
                 )
             self._step("world_model", losses.total, t.grad_clip)
             for k in ("observations", "rewards", "ends", "total"):
-                sums[f"loss/world_model/{k}"] += getattr(losses, k).item() / t.steps_per_epoch
-        return dict(sums)
+                sums[f"loss/world_model/{k}"] += getattr(losses, k).detach()
+        return _means(sums, t.steps_per_epoch)
 
     def train_actor_critic(self) -> dict[str, float]:
         t = self.config.training.actor_critic
         self.agent.tokenizer.eval()
         self.agent.world_model.eval()
         self.agent.actor_critic.train()
-        dream = DreamEnv(self.agent.tokenizer, self.agent.world_model, self.generator, t.greedy_frames)
-        sums: dict[str, float] = defaultdict(float)
+        sums: dict[str, Any] = defaultdict(float)
         start = time.perf_counter()
-        for _ in self.progress.track(range(t.steps_per_epoch), f"epoch {self.epoch}: actor-critic"):
-            batch = self._sample(t.batch_size, t.burn_in + 1, False)
-            with self.autocast(), self.agent.world_model.transformer.rollout():
-                rollout = imagine(self.agent.actor_critic, dream, batch["frames"], batch["mask"], t.horizon)
-                losses = actor_critic_losses(rollout, t.gamma, t.lambda_, t.entropy_weight)
-            self._step("actor_critic", losses["total"], t.grad_clip)
-            for k, v in losses.items():
-                sums[f"loss/actor_critic/{k}"] += v.item() / t.steps_per_epoch
-            sums["imagination/return"] += rollout.rewards.sum(1).mean().item() / t.steps_per_epoch
-        sums["throughput/imagined_frames_per_s"] = (
+        # The world model does not change in this phase: its rollout weights are made once, and a fixed-shape env's
+        # graphs, captured on them, serve every step.
+        with self.agent.world_model.transformer.rollout():
+            dream = (FixedDreamEnv if t.fixed_shape else DreamEnv)(
+                self.agent.tokenizer, self.agent.world_model, self.generator, t.greedy_frames
+            )
+            for _ in self.progress.track(range(t.steps_per_epoch), f"epoch {self.epoch}: actor-critic"):
+                batch = self._sample(t.batch_size, t.burn_in + 1, False)
+                with self.autocast():
+                    rollout = imagine(self.agent.actor_critic, dream, batch["frames"], batch["mask"], t.horizon)
+                    losses = actor_critic_losses(rollout, t.gamma, t.lambda_, t.entropy_weight)
+                self._step("actor_critic", losses["total"], t.grad_clip)
+                for k, v in losses.items():
+                    sums[f"loss/actor_critic/{k}"] += v.detach()
+                sums["imagination/return"] += rollout.rewards.sum(1).mean()
+        means = _means(sums, t.steps_per_epoch)
+        means["throughput/imagined_frames_per_s"] = (
             t.steps_per_epoch * t.batch_size * t.horizon / (time.perf_counter() - start)
         )
-        return dict(sums)
+        return means
 
     # The loop ----------------------------------------------------------------------------------------
 
@@ -412,8 +426,14 @@ class Trainer:
             "eval_return_mean": mean,
             "human_normalised_score": self.game.human_normalised(mean),
             "score_caveats": score_notes.score_caveats(self.config),
-            "paper_departures": score_notes.paper_departures(self.agent.tokenizer.describe()),
+            "paper_departures": score_notes.paper_departures(self.config, self.agent.tokenizer.describe()),
         }
+
+
+def _means(sums: dict[str, Any], steps: int) -> dict[str, float]:
+    """A phase's means of what it summed on the device over its steps, read back once, after the phase (reading
+    them every step would make the host wait for the device at each)."""
+    return {k: float(v) / steps for k, v in sums.items()}
 
 
 def _epoch_line(record: dict[str, Any]) -> str:

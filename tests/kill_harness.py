@@ -43,7 +43,12 @@ def _phases() -> dict[str, list[tuple[type, str]]]:
     return {
         "collection": [(Collector, "collect")],
         "replay write": [(ReplayStore, "put")],
-        "training": [(Trainer, "train_tokenizer"), (Trainer, "train_world_model"), (Trainer, "train_actor_critic")],
+        "training": [
+            (Trainer, "train_tokenizer"),
+            (Trainer, "train_world_model"),
+            (Trainer, "train_actor_critic"),
+            (WorldModelTrack, "train"),
+        ],
         "metrics line": [(RunDir, "log")],
         "checkpoint write": [(Trainer, "save_checkpoint")],
         "media": [(Trainer, "write_media")],

@@ -7,6 +7,7 @@ import torch
 from wmbench import config as cfg
 from wmbench.engine.actor_critic import lambda_returns
 from wmbench.engine.agent import build_agent
+from wmbench.engine.fixed_dream import FixedDreamEnv
 from wmbench.engine.imagination import DreamEnv, actor_critic_losses, imagine, sample
 from wmbench.engine.replay import Episode, ReplayStore
 
@@ -183,6 +184,27 @@ def test_imagination_with_cache_equals_recomputation(agent):
         assert torch.equal(rewards, rewards_ref) and torch.equal(ends, ends_ref)
 
 
+def test_greedy_frames_are_the_most_likely_tokens(agent):
+    """``greedy_frames``: every observation token is the argmax given the ones before it, whatever the generator;
+    rewards and ends are still sampled."""
+    agent = agent.double().eval()
+    wm, frames, actions = agent.world_model, torch.rand(2, 3, 32, 32, dtype=torch.float64), torch.tensor([1, 4])
+    tokens = []
+    for seed in (1, 2):
+        dream = DreamEnv(agent.tokenizer, wm, torch.Generator().manual_seed(seed), greedy_frames=True)
+        dream.reset(frames)
+        dream.step(actions, decode=False)
+        tokens.append(dream.obs_tokens)
+    fixed = FixedDreamEnv(agent.tokenizer, wm, torch.Generator().manual_seed(3), greedy_frames=True)
+    fixed.reset(frames)
+    fixed.step(actions, decode=False)
+    assert torch.equal(tokens[0], tokens[1]) and torch.equal(fixed.obs_tokens, tokens[0])
+    seq = torch.cat([agent.tokenizer.encode(frames), actions[:, None]], 1)
+    for k in range(wm.tokens_per_frame):
+        assert torch.equal(wm.head_observations(wm(seq)[:, -1]).argmax(-1), tokens[0][:, k])
+        seq = torch.cat([seq, tokens[0][:, k : k + 1]], 1)
+
+
 def test_imagine_rollout_and_losses(agent):
     dream = DreamEnv(agent.tokenizer, agent.world_model.eval(), torch.Generator().manual_seed(0))
     frames = torch.rand(4, 3, 3, 32, 32)
@@ -243,3 +265,31 @@ def test_recency_weights_option():
     assert probs.sum() == pytest.approx(1.0)
     # 10 episodes in buckets of 2, 2, 2, 4: the newest four share half the mass.
     assert probs[-4:].sum() == pytest.approx(0.5) and probs[0] == pytest.approx(0.125 / 2)
+
+
+def test_tokenizer_stops_training_after_its_last_epoch(registry, tmp_path):
+    """``training.tokenizer.stop_after_epoch``: the tokenizer trains up to that epoch, then its weights stay put
+    while the world model goes on training (and the IRIS default never stops)."""
+    from plugin_site import TINY
+
+    from wmbench.engine.trainer import Trainer
+    from wmbench.rundir import RunDir
+
+    assert cfg.resolve("iris", "Pong", 0, "vqvae", "scratch", [], registry).training.tokenizer.stop_after_epoch > 600
+    sets = [*TINY, "training.epochs=3", "training.tokenizer.stop_after_epoch=2"]
+    config = cfg.resolve("smoke", "Catcher", 0, "vqvae", "scratch", sets, registry)
+    run = RunDir(tmp_path / "run")
+    run.create(cfg.to_dict(config))
+    trainer = Trainer(config, run, registry, log=lambda line: None)
+    states = []
+    for _ in range(3):
+        trainer.epoch += 1
+        metrics = trainer.train_epoch()
+        states.append([p.detach().clone() for p in trainer.agent.parameters()])
+        assert ("loss/tokenizer/total" in metrics) == (trainer.epoch == 2), trainer.epoch
+    tokenizer = {id(p) for p in trainer.agent.tokenizer.parameters()}
+    moved = [
+        not torch.equal(a, b) for p, a, b in zip(trainer.agent.parameters(), states[1], states[2]) if id(p) in tokenizer
+    ]
+    assert not any(moved)
+    assert "loss/world_model/total" in metrics

@@ -481,16 +481,16 @@ def test_compare_over_a_suite_that_is_not_atari(tmp_path):
     """Catcher (the toy suite): its reference scores come from its suite, its per-game row is kept, and it is
     aggregated alone, or left out beside published Atari baselines with a note saying why."""
     runs = []
-    for seed, final in ((0, 1.0), (1, 0.0)):
+    for seed, final in ((0, 10.0), (1, 0.0)):
         folder = write_run(tmp_path / f"catcher{seed}", "Pong", "scratch", seed, 0)
         summary = json.loads((folder / "summary.json").read_text())
         (folder / "summary.json").write_text(json.dumps({**summary, "game": "Catcher", "eval_return_mean": final}))
         runs.append(folder)
     report = compare(runs, tmp_path / "alone", [], reps=100)
     (row,) = _csv(tmp_path / "alone" / "per_game.csv")
-    assert (row["game"], float(row["random"]), float(row["human"]), row["scratch n"]) == ("Catcher", -0.5, 1.0, "2")
+    assert (row["game"], float(row["random"]), float(row["human"]), row["scratch n"]) == ("Catcher", -5.0, 10.0, "2")
     (agg,) = _csv(tmp_path / "alone" / "aggregates.csv")
-    assert float(agg["mean"]) == pytest.approx(np.mean([(1.0 + 0.5) / 1.5, 0.5 / 1.5]))
+    assert float(agg["mean"]) == pytest.approx(np.mean([(10.0 + 5) / 15, 5 / 15]))
     assert "Catcher" in report.read_text()
     text = compare(runs, tmp_path / "beside", ["IRIS"], reps=100).read_text()
     assert "Catcher left out of the aggregates beside the published baselines" in text

@@ -82,6 +82,9 @@ class TokenizerTrainConfig:
 
     batch_size: int = 256
     start_after_epochs: int = 5
+    stop_after_epoch: int = 1_000_000
+    """No tokenizer training after this epoch: its codes stop moving under the world model. The default never
+    stops, as IRIS."""
     steps_per_epoch: int = 200
     lr: float = 1e-4
     grad_clip: float = 10.0
@@ -116,6 +119,9 @@ class ActorCriticTrainConfig:
     gamma: float = 0.995
     lambda_: float = 0.95
     entropy_weight: float = 0.001
+    greedy_frames: bool = False
+    """Imagined frames of the world model's most likely tokens instead of sampled ones (rewards and ends stay
+    sampled). False: IRIS, which samples every token."""
     fixed_shape: bool = False
     """Imagine with fixed shapes (the same steps, tokens and samples): a preallocated cache attended over whole under
     a mask, its position on the device, sampling without host synchronisation; on CUDA each kind of step is captured

@@ -40,10 +40,11 @@ class FixedDreamEnv(DreamEnv):
         tokenizer: Tokenizer,
         world_model: WorldModel,
         generator: torch.Generator | None = None,
+        greedy_frames: bool = False,
         capture: bool | None = None,
         whole: bool | None = None,
     ):
-        super().__init__(tokenizer, world_model, generator)
+        super().__init__(tokenizer, world_model, generator, greedy_frames)
         device = next(world_model.parameters()).device
         self.capture = device.type == "cuda" if capture is None else capture
         if self.capture and device.type != "cuda":

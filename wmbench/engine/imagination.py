@@ -36,8 +36,17 @@ def sample(logits: torch.Tensor, generator: torch.Generator | None) -> torch.Ten
 class DreamEnv:
     """A batch of environments simulated by the world model."""
 
-    def __init__(self, tokenizer: Tokenizer, world_model: WorldModel, generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        tokenizer: Tokenizer,
+        world_model: WorldModel,
+        generator: torch.Generator | None = None,
+        greedy_frames: bool = False,
+    ):
+        """``greedy_frames``: each observation token is the world model's most likely one instead of a sample
+        (rewards and ends are still sampled); not IRIS's, which samples every token."""
         self.tokenizer, self.world_model, self.generator = tokenizer, world_model, generator
+        self.greedy_frames = greedy_frames
         self.obs_tokens: torch.Tensor  # set by reset()
         self.cache: Cache
 
@@ -95,12 +104,16 @@ class DreamEnv:
         if not observe:
             return rewards, ends, None
         if wm.parallel:
-            return rewards, ends, sample(wm.head_observations(predicted), self.generator)
+            return rewards, ends, self._frame_tokens(wm.head_observations(predicted))
         tokens, hidden = [], at_action
         for _ in range(wm.tokens_per_frame):
-            tokens.append(sample(wm.head_observations(hidden), self.generator))
+            tokens.append(self._frame_tokens(wm.head_observations(hidden)))
             hidden = wm(tokens[-1][:, None], self.cache)[:, -1]
         return rewards, ends, torch.stack(tokens, dim=1)
+
+    def _frame_tokens(self, logits: torch.Tensor) -> torch.Tensor:
+        """Observation tokens from their logits: sampled, or the most likely with ``greedy_frames``."""
+        return logits.argmax(-1) if self.greedy_frames else sample(logits, self.generator)
 
 
 @dataclass

@@ -236,7 +236,7 @@ class Trainer:
         # graphs, captured on them, serve every step.
         with self.agent.world_model.transformer.rollout():
             dream = (FixedDreamEnv if t.fixed_shape else DreamEnv)(
-                self.agent.tokenizer, self.agent.world_model, self.generator
+                self.agent.tokenizer, self.agent.world_model, self.generator, t.greedy_frames
             )
             for _ in self.progress.track(range(t.steps_per_epoch), f"epoch {self.epoch}: actor-critic"):
                 batch = self._sample(t.batch_size, t.burn_in + 1, False)
@@ -315,7 +315,7 @@ class Trainer:
                     )
                 )
             self.env_steps += c.steps_per_epoch
-        if epoch > t.tokenizer.start_after_epochs:
+        if t.tokenizer.start_after_epochs < epoch <= t.tokenizer.stop_after_epoch:
             metrics.update(self.train_tokenizer())
         if epoch > t.world_model.start_after_epochs:
             metrics.update(self.train_world_model())

@@ -1,12 +1,18 @@
 """Catcher, a small deterministic pixel game for checking that the agent learns (the suite: :mod:`toy_suite`).
 
-A ball starts in a random column of the top row of a 4x4 grid and falls one row a step; the paddle starts in
-column 2 of the bottom row and moves left, stays or moves right (actions 0, 1, 2). When the ball reaches the
-bottom row (after 3 steps) the episode ends with +1 if the paddle is under it, else -1. Every ball can be caught,
-so the optimal return is 1. A cell is size / 4 pixels wide: 8 at 32x32, the patch of one token of a tokenizer
-that downsamples 8 times (on an 8x8 grid of 4-pixel cells, the smoke and fast VQ autoencoders stayed blind to the
-ball for hundreds of steps). The ball's column is drawn from the env's ``np_random``: given the seed and the
-actions, everything is deterministic.
+Balls fall, one at a time, down a 4x4 grid, one row a step; the paddle in the bottom row moves left, stays or moves
+right (actions 0, 1, 2). A ball appears in a random column of the top row and reaches the bottom row 3 steps later;
+the step after that scores +1 if the paddle is under it, else -1 (so the reward can be read off the frame the step
+starts from), and the next ball appears in the top row of the frame that step returns. An episode is ``BALLS`` balls
+(4 steps each), so ends are rare, as in an Atari game: the actor-critic's imagined rollouts then rarely run past an
+end, where the world model has never been trained and its predictions mean nothing. (The frames do not show how
+many balls have fallen: the world model learns an end as a 1-in-``BALLS`` chance at each score.) Every ball can be caught (the
+paddle needs at most 3 moves and has 3 between a ball's appearing and its reaching the bottom row), so the optimal
+return is ``BALLS``.
+
+A cell is size / 4 pixels wide: 8 at 32x32, the patch of one token of a tokenizer that downsamples 8 times (on an
+8x8 grid of 4-pixel cells, the smoke and fast VQ autoencoders stayed blind to the ball for hundreds of steps). The
+balls' columns are drawn from the env's ``np_random``: given the seed and the actions, everything is deterministic.
 """
 
 from __future__ import annotations
@@ -15,11 +21,12 @@ import gymnasium
 import numpy as np
 
 GRID = 4
+BALLS = 10
 BALL, PADDLE = (255, 255, 255), (0, 200, 255)
 
 
 class Catcher(gymnasium.Env):
-    """Observations are ``(size, size, 3)`` uint8 RGB, ``size`` a multiple of 8; a first plain reset is seeded."""
+    """Observations are ``(size, size, 3)`` uint8 RGB, ``size`` a multiple of 4; a first plain reset is seeded."""
 
     action_space = gymnasium.spaces.Discrete(3)
 
@@ -28,7 +35,7 @@ class Catcher(gymnasium.Env):
             raise ValueError(f"Catcher frames are a multiple of {GRID} pixels wide, got {size}")
         self.size, self.first_seed = size, seed
         self.observation_space = gymnasium.spaces.Box(0, 255, (size, size, 3), np.uint8)
-        self.row = self.column = self.paddle = 0
+        self.row = self.column = self.paddle = self.balls = 0
 
     def _obs(self) -> np.ndarray:
         grid = np.zeros((GRID, GRID, 3), np.uint8)
@@ -37,15 +44,23 @@ class Catcher(gymnasium.Env):
         cell = self.size // GRID
         return grid.repeat(cell, 0).repeat(cell, 1)
 
+    def _drop(self) -> None:
+        self.row, self.column = 0, int(self.np_random.integers(GRID))
+
     def reset(self, *, seed: int | None = None, options=None):
         super().reset(seed=self.first_seed if seed is None else seed)
         self.first_seed = None
-        self.row, self.column, self.paddle = 0, int(self.np_random.integers(GRID)), GRID // 2
+        self.paddle, self.balls = GRID // 2, 0
+        self._drop()
         return self._obs(), {}
 
     def step(self, action):
+        reward = 0.0
+        if self.row == GRID - 1:  # the ball lies in the bottom row: on the paddle (drawn over it) or beside it
+            reward = 1.0 if self.column == self.paddle else -1.0
+            self.balls += 1
+            self._drop()
+        else:
+            self.row += 1
         self.paddle = int(np.clip(self.paddle + int(action) - 1, 0, GRID - 1))
-        self.row += 1
-        done = self.row == GRID - 1
-        reward = (1.0 if self.column == self.paddle else -1.0) if done else 0.0
-        return self._obs(), reward, done, False, {}
+        return self._obs(), reward, self.balls == BALLS, False, {}

@@ -11,7 +11,7 @@ from wmbench.config import EnvConfig
 from wmbench.hookspecs import hookimpl
 
 GAMES = ("Catcher",)
-GRID = 4  # as wmbench.envs.toy, which this module does not import
+GRID, BALLS = 4, 10  # as wmbench.envs.toy, which this module does not import
 
 
 def make_env(game: str, config: EnvConfig, train: bool, seed: int):
@@ -21,14 +21,14 @@ def make_env(game: str, config: EnvConfig, train: bool, seed: int):
 
 
 def random_return() -> float:
-    """The expected return of a policy blind to the ball, uniformly random actions included: the ball's column is
+    """The expected return of a policy blind to the balls, uniformly random actions included: each ball's column is
     uniform and independent of the paddle, so the paddle is under it with probability 1 / 4."""
-    return 2 / GRID - 1
+    return BALLS * (2 / GRID - 1)
 
 
 def reference_scores(game: str) -> tuple[float, float]:
-    """``(random, optimal)``: the optimal return (1, every ball caught) stands where Atari has the human score."""
-    return random_return(), 1.0
+    """``(random, optimal)``: the optimal return (every ball caught) stands where Atari has the human score."""
+    return random_return(), float(BALLS)
 
 
 @hookimpl
@@ -39,5 +39,5 @@ def wmbench_register_env_suites(register):
         make_env,
         lambda game: 3,
         reference_scores=reference_scores,
-        summary="Catcher: a ball to catch on a 4x4 grid (reference scores: random and optimal play)",
+        summary=f"Catcher: {BALLS} balls to catch on a 4x4 grid (reference scores: random and optimal play)",
     )

@@ -1,6 +1,7 @@
 """The learning check (benchmarks/learning.toml): the full IRIS loop (tokenizer, world model, actor-critic in
 imagination) at the ``learning`` preset takes the toy suite's Catcher from random play to clearly better, on each
-of 3 seeds. Slow: about 9 minutes a seed on one thread of a 2-core Xeon alone (results/learning/README.md)."""
+of 3 seeds. About 9 minutes a seed on one thread of a 2-core Xeon alone (results/learning/README.md), so it is
+left out of the default run and of CI: ``python -m pytest -m learning``."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ standard error of about 0.34, so 3 is far from chance and well under every measu
 
 
 @pytest.mark.slow
+@pytest.mark.learning
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_the_agent_learns_catcher(tmp_path, seed):
     out = tmp_path / "run"

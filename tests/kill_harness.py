@@ -29,6 +29,10 @@ import torch
 from wmbench.rundir import RunDir
 
 VOLATILE = ("time", "wall_time", "train_seconds")
+LINGER = 0.5
+"""Seconds a child stays alive after its command returns, so that a kill aimed into its last, millisecond-long phase
+(the summary write) still finds it alive when the parent has read that phase's events: the kill then lands in the
+phase or just after it, and the phase column says which."""
 
 
 def _phases() -> dict[str, list[tuple[type, str]]]:
@@ -50,7 +54,7 @@ def _phases() -> dict[str, list[tuple[type, str]]]:
             (WorldModelTrack, "train"),
         ],
         "metrics line": [(RunDir, "log")],
-        "checkpoint write": [(Trainer, "save_checkpoint")],
+        "checkpoint write": [(Trainer, "save_checkpoint"), (WorldModelTrack, "_save_progress")],
         "media": [(Trainer, "write_media")],
         "evaluation": [(Trainer, "evaluate"), (WorldModelTrack, "evaluate")],
         "summary write": [(RunDir, "write_summary")],
@@ -182,6 +186,7 @@ def spawn(args: list[str], output: Path, env: dict[str, str] | None = None, befo
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
+            time.sleep(LINGER)
             os._exit(code)
     os.close(write_end)
     return Child(pid, read_end, time.monotonic())

@@ -38,7 +38,7 @@ WM_CONFIG = [
     "training.collect.steps_per_epoch=30",
     "training.tokenizer.start_after_epochs=0", "training.tokenizer.steps_per_epoch=2", "training.tokenizer.batch_size=8",
     "training.world_model.start_after_epochs=0", "training.world_model.steps_per_epoch=2", "training.world_model.batch_size=4",
-    "world_model_track.dataset_steps=300", "world_model_track.heldout_fraction=0.25", "world_model_track.budgets=[60,120,180]",
+    "world_model_track.dataset_steps=300", "world_model_track.heldout_fraction=0.25", "world_model_track.budgets=[20,40,80]",
     "world_model_track.eval_segments=3", "world_model_track.rollout_starts=3", "world_model_track.rollout_steps=[1]",
     "world_model_track.rollout_burn_in=1",
     "world_model_track.steps=4", "world_model_track.tokenizer_steps=4", "world_model_track.policies=[\"random\",\"sticky\"]",

@@ -3,7 +3,7 @@ steps? It trains alone, as the trainer trains it (batch, learning rate, clip of 
 random play, and every 100 steps prints its reconstruction loss and the error inside the ball's cell per grid row
 (1: the ball is not drawn; the bottom row holds the paddle too).
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/tokenizer_sees_ball.py [--steps 800] [--seed 0]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/tokenizer_sees_ball.py [--steps 800] [--seed 0] [--set KEY=VALUE]
 """
 
 from __future__ import annotations
@@ -42,9 +42,10 @@ def main() -> None:
     parser.add_argument("--preset", default="learning")
     parser.add_argument("--steps", type=int, default=800)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", action="append", default=[], help="a config override, as wmbench run's --set")
     args = parser.parse_args()
     reg = registry()
-    config = cfg.resolve(args.preset, "Catcher", args.seed, "vqvae", "scratch", [], reg)
+    config = cfg.resolve(args.preset, "Catcher", args.seed, "vqvae", "scratch", args.set, reg)
     t = config.training.tokenizer
     torch.manual_seed(args.seed)
     tokenizer = build_agent(config, reg, 3).tokenizer

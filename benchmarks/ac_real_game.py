@@ -11,20 +11,16 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
 import torch
 from torch.distributions import Categorical
 
 from wmbench import config as cfg
 from wmbench.engine.actor_critic import ActorCritic
+from wmbench.engine.collector import to_frames
 from wmbench.engine.imagination import Rollout, actor_critic_losses
 from wmbench.engine.optim import optimizer_step
 from wmbench.envs.toy import BALLS, GRID, Catcher
 from wmbench.plugins import registry
-
-
-def frames(observations: list[np.ndarray]) -> torch.Tensor:
-    return torch.tensor(np.stack(observations)).permute(0, 3, 1, 2).float().div(255)
 
 
 @torch.no_grad()
@@ -34,7 +30,7 @@ def test_return(actor_critic: ActorCritic, size: int, episodes: int = 32) -> flo
     actor_critic.reset(episodes)
     total = 0.0
     for _ in range(BALLS * GRID):
-        logits, _ = actor_critic(frames(observations))
+        logits, _ = actor_critic(to_frames(observations, torch.device("cpu")))
         actions = Categorical(logits=logits / 0.5).sample()
         for i, game in enumerate(games):
             observations[i], reward, *_ = game.step(int(actions[i]))
@@ -66,7 +62,7 @@ def main() -> None:
         actor_critic.reset(batch)
         steps: dict[str, list[torch.Tensor]] = {k: [] for k in ("actions", "logits", "values", "rewards", "ends")}
         for _ in range(horizon):
-            logits, values = actor_critic(frames(observations))
+            logits, values = actor_critic(to_frames(observations, torch.device("cpu")))
             actions = Categorical(logits=logits.detach()).sample()
             rewards, ends = [], []
             for i, game in enumerate(games):

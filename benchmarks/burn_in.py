@@ -19,6 +19,7 @@ from wmbench import config as cfg
 from wmbench.bench.measure import ale_rollout
 from wmbench.engine.actor_critic import ActorCritic
 from wmbench.engine.agent import build_agent
+from wmbench.engine.collector import to_frames
 from wmbench.engine.imagination import DreamEnv, actor_critic_losses, imagine
 from wmbench.engine.optim import optimizer_step
 from wmbench.plugins import registry
@@ -47,7 +48,7 @@ def main() -> None:
     agent.tokenizer.eval()
     agent.world_model.eval()
     ac = agent.actor_critic.train()
-    frames = torch.from_numpy(seen["frames"]).permute(0, 3, 1, 2).float().div(255)
+    frames = to_frames(seen["frames"], torch.device("cpu"))
     frames = frames.view(args.batch, length, *frames.shape[1:])
     mask = torch.ones(args.batch, length, dtype=torch.bool)
     optimizer = torch.optim.Adam(ac.parameters(), lr=t.lr)

@@ -34,6 +34,7 @@ from wmbench.bench.measure import (
     write_rounds,
 )
 from wmbench.engine.agent import build_agent
+from wmbench.engine.collector import to_frames
 from wmbench.engine.fixed_dream import FixedDreamEnv
 from wmbench.engine.imagination import DreamEnv, actor_critic_losses, imagine
 from wmbench.engine.optim import optimizer_step
@@ -58,7 +59,7 @@ def main() -> None:
     t = config.training.actor_critic
     steps = max(ALE_STEPS, args.batch * (t.burn_in + 1))
     _, seen = ale_rollout(config, steps, seed=0)  # the warm-up, and real frames to start from
-    frames = torch.from_numpy(seen["frames"]).to(device).permute(0, 3, 1, 2).float().div(255)
+    frames = to_frames(seen["frames"], device)
     first, actions = frames[: args.batch], torch.from_numpy(seen["actions"][: args.batch]).long().to(device)
     segments = frames[: args.batch * (t.burn_in + 1)].view(args.batch, t.burn_in + 1, *frames.shape[1:])
     mask = torch.ones(args.batch, t.burn_in + 1, dtype=torch.bool, device=device)

@@ -24,6 +24,7 @@ from tokenizer_sees_ball import ball_errors  # beside this script
 from wmbench import checkpoints
 from wmbench import config as cfg
 from wmbench.engine.agent import build_agent
+from wmbench.engine.collector import to_frames
 from wmbench.engine.imagination import DreamEnv
 from wmbench.envs.toy import BALL, GRID, PADDLE, Catcher
 from wmbench.plugins import registry
@@ -60,9 +61,8 @@ def main() -> None:
     checkpoints.load_agent_state(agent, state["agent"], args.run)
     agent.eval()
     print(f"{args.run}: epoch {state['epoch']}")
-    as_frames = lambda x: torch.tensor(x).permute(0, 3, 1, 2).float().div(255)  # noqa: E731
     starts, actions, rewards, after = real_segments(config.env.size)
-    x, acts = as_frames(starts), torch.tensor(actions)
+    x, acts = to_frames(starts, torch.device("cpu")), torch.tensor(actions)
     generator = torch.Generator().manual_seed(0)
     wm, dream = agent.world_model, DreamEnv(agent.tokenizer, agent.world_model, generator, args.greedy_frames)
     with torch.no_grad(), wm.transformer.rollout():
@@ -72,7 +72,7 @@ def main() -> None:
             _, r, _ = dream.step(acts[:, k], decode=False, observe=k < HORIZON - 1)
             imagined.append(r.numpy())
         imagined_rewards = np.stack(imagined, 1)
-        real_tokens = agent.tokenizer.encode(as_frames(after))
+        real_tokens = agent.tokenizer.encode(to_frames(after, torch.device("cpu")))
         dream.reset(x)
         dream.step(acts[:, 0], decode=False)
         sampled = (dream.obs_tokens == real_tokens).float().mean(1)

@@ -16,6 +16,7 @@ import torch
 from wmbench import config as cfg
 from wmbench.bench.measure import Timer, ale_rollout
 from wmbench.engine.agent import build_agent
+from wmbench.engine.collector import to_frames
 from wmbench.engine.imagination import DreamEnv
 from wmbench.plugins import registry
 
@@ -31,7 +32,7 @@ def main() -> None:
     _, seen = ale_rollout(config, b * blocks, seed=0)
     torch.manual_seed(0)
     agent = build_agent(config, registry(), registry().game(config.game).num_actions()).eval()
-    frames = torch.from_numpy(seen["frames"]).permute(0, 3, 1, 2).float().div(255)
+    frames = to_frames(seen["frames"], torch.device("cpu"))
     actions = torch.from_numpy(seen["actions"]).long()
     with torch.no_grad():  # the same tokens for both: the loss compares the world model's arithmetic alone
         tokens = agent.tokenizer.encode(frames).view(b, blocks, -1)

@@ -37,6 +37,7 @@ from wmbench.bench.measure import (
     write_rounds,
 )
 from wmbench.engine.agent import build_agent
+from wmbench.engine.collector import to_frames
 from wmbench.engine.imagination import DreamEnv
 from wmbench.plugins import registry
 
@@ -63,7 +64,7 @@ def main() -> None:
     config = configs["sequential"]
     steps = max(ALE_STEPS, args.batch)
     _, seen = ale_rollout(config, steps, seed=0)  # the warm-up, and real frames to start from
-    first = torch.from_numpy(seen["frames"][: args.batch]).permute(0, 3, 1, 2).float().div(255)
+    first = to_frames(seen["frames"][: args.batch], torch.device("cpu"))
     actions = torch.from_numpy(seen["actions"][: args.batch]).long()
     timer = Timer(torch.device("cpu"))
     dreams = {}

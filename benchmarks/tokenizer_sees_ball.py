@@ -15,6 +15,7 @@ import torch
 
 from wmbench import config as cfg
 from wmbench.engine.agent import build_agent
+from wmbench.engine.collector import to_frames
 from wmbench.engine.optim import optimizer_step
 from wmbench.envs.toy import GRID, Catcher
 from wmbench.plugins import registry
@@ -29,7 +30,7 @@ def ball_errors(tokenizer, size: int) -> list[float]:
         for column in range(GRID):
             game.row, game.column, game.paddle = row, column, (column + 2) % GRID
             observations.append(game._obs())
-        x = torch.tensor(np.stack(observations)).permute(0, 3, 1, 2).float().div(255)
+        x = to_frames(observations, torch.device("cpu"))
         with torch.no_grad():
             error = (tokenizer.reconstruct(x) - x).abs()
         cells = [error[c, :, row * cell : (row + 1) * cell, c * cell : (c + 1) * cell].mean() for c in range(GRID)]
@@ -56,7 +57,7 @@ def main() -> None:
         obs, _, end, *_ = game.step(int(rng.integers(3)))
         if end:
             obs, _ = game.reset()
-    frames = torch.tensor(np.stack(observations)).permute(0, 3, 1, 2).float().div(255)
+    frames = to_frames(observations, torch.device("cpu"))
     parameters = [p for p in tokenizer.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(parameters, lr=t.lr)
     for step in range(1, args.steps + 1):

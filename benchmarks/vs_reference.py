@@ -39,6 +39,7 @@ from wmbench import checkpoints
 from wmbench import config as cfg
 from wmbench.bench.measure import Timer, ale_rollout, matmul_gflops, processor
 from wmbench.engine.agent import build_agent
+from wmbench.engine.collector import to_frames
 from wmbench.engine.fixed_dream import FixedDreamEnv
 from wmbench.engine.imagination import DreamEnv
 from wmbench.engine.optim import optimizer_step
@@ -183,7 +184,7 @@ def main() -> None:
     tokenizer, wm = agent.tokenizer.eval(), agent.world_model.eval()
     ref_tokenizer.eval(), ref_wm.eval()
 
-    frames = torch.from_numpy(seen["frames"]).permute(0, 3, 1, 2).float().div(255)
+    frames = to_frames(seen["frames"], torch.device("cpu"))
     actions = torch.from_numpy(seen["actions"]).long()
     rewards = torch.from_numpy(seen["rewards"]).float().view(b, blocks)
     ends = torch.from_numpy(seen["ends"]).view(b, blocks)

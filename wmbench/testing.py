@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from wmbench.engine.backbone import Backbone, BackboneShape
+from wmbench.engine.collector import to_frames
 from wmbench.engine.probe import causal_change, check_cache, check_causal, check_drop, check_mask, run_chunks
 from wmbench.engine.tokenizer import Tokenizer
 
@@ -191,7 +192,7 @@ def real_frames(frame_size: int, count: int = 64, game: str = "Pong", seed: int 
                 obs, _ = env.reset()
         frames.append(obs)
     env.close()
-    return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float().div(255)
+    return to_frames(frames, torch.device("cpu"))
 
 
 def _reconstruction_error(model: Tokenizer, frames: torch.Tensor) -> float:

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from wmbench.engine.collector import to_frames
 from wmbench.engine.optim import optimizer_step
 
 ALE_STEPS = 500
@@ -176,7 +177,7 @@ def measure(
     tokenizer, wm, ac = agent.tokenizer, agent.world_model, agent.actor_critic
     generator = torch.Generator(device=device).manual_seed(config.seed)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16)
-    frames = torch.from_numpy(seen["frames"]).to(device).permute(0, 3, 1, 2).float().div(255)
+    frames = to_frames(seen["frames"], device)
     k, tpb = tokenizer.tokens_per_frame, wm.tokens_per_block
 
     def segments(length: int, rows: int = batch) -> dict[str, torch.Tensor]:

@@ -423,6 +423,20 @@ def test_world_model_sweep_cells_take_the_benchmark_labels(tmp_path):
     assert labels_of(runs) == ["llm-lora", "scratch"]
 
 
+def test_world_model_sweep_reference_is_the_files_first_scratch_setup(tmp_path):
+    # Two scratch setups whose folders sort the other way round from the benchmark file: the file's first is the
+    # reference of frames to target, and setups are listed in the file's order.
+    sweep = tmp_path / "sweep"
+    cells = [("Pong-scratch-matched-s0", "scratch-matched", "scratch"), ("Pong-lora-s0", "smollm2-lora", "lora"),
+             ("Pong-scratch-iris-s0", "scratch-iris", "scratch")]  # fmt: skip
+    folders = [write_wm_run(sweep / "cells" / cell, "Pong", 0, setup) for cell, _, setup in cells]
+    (sweep / "index.json").write_text(json.dumps({"cells": [{"id": c, "label": lab} for c, lab, _ in cells]}))
+    report = compare(sorted(folders), tmp_path / "out", [], reps=100).read_text()
+    assert "the held-out CE of `scratch-matched` at its largest budget" in report
+    methods = [r["method"] for r in _csv(tmp_path / "out" / "frames_to_target.csv")]
+    assert methods == ["scratch-matched", "smollm2-lora", "scratch-iris"]
+
+
 def test_compare_mixed_tracks_and_bench_csvs(runs, tmp_path):
     from wmbench.report.runs import find_bench_csvs
 

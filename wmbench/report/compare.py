@@ -263,6 +263,7 @@ def _data_efficiency_sections(w: _Writer, runs: list[Run], reps: int, seed: int)
     from wmbench.report import data_efficiency as de
 
     de.check_shared_inputs(runs)
+    runs = de.in_file_order(runs)
     labels = de.labels_of(runs)
     methods = list(dict.fromkeys(labels))
     long = de.long_table(runs, labels)

@@ -10,9 +10,10 @@ tokenizer. Runs of one game and seed share their dataset, so setups are compared
   of improvement;
 - the pairs: every setup against each scratch setup, and every two setups whose configs differ in one key alone
   (``backbone.pretrained``: the pretraining control; ``backbone.embeddings``, ``backbone.name``: the mode, ...);
-- frames to target: per game, the target is the held-out loss of the reference (the first scratch setup) at the
-  largest budget, mean over seeds; per run, the frames at which its loss reaches it, interpolated in log frames
-  between budgets, and "beyond the largest budget" when it never does (counted as twice the largest in means).
+- frames to target: per game, the target is the held-out loss of the reference (the first scratch setup; for a
+  sweep's cells, first in the benchmark file) at the largest budget, mean over seeds; per run, the frames at which
+  its loss reaches it, interpolated in log frames between budgets, and "beyond the largest budget" when it never
+  does (counted as twice the largest in means).
 """
 
 from __future__ import annotations
@@ -67,11 +68,11 @@ CENSORED = 2.0
 """A run that never reaches the target counts as this many times the largest budget in means of frames."""
 
 
-def sweep_labels(runs: Sequence[Any]) -> list[str] | None:
-    """The benchmark file's labels of runs that are cells of a sweep (``SWEEP/cells/ID/``, with ``SWEEP/index.json``
-    naming each cell's label), or None when any run is not."""
-    labels = []
-    indexes: dict[Path, dict[str, str]] = {}
+def _sweep_cells(runs: Sequence[Any]) -> list[tuple[int, str]] | None:
+    """Per run that is a cell of a sweep (``SWEEP/cells/ID/``, with ``SWEEP/index.json`` listing its cells), its
+    position in the index (the benchmark file's order) and its label there; None when any run is not."""
+    cells = []
+    indexes: dict[Path, dict[str, tuple[int, str]]] = {}
     for r in runs:
         folder = Path(r.path)
         index = folder.parent.parent / "index.json"
@@ -79,18 +80,29 @@ def sweep_labels(runs: Sequence[Any]) -> list[str] | None:
             return None
         if index not in indexes:
             try:
-                indexes[index] = {c["id"]: c["label"] for c in json.loads(index.read_text())["cells"]}
+                listed = json.loads(index.read_text())["cells"]
+                indexes[index] = {c["id"]: (i, c["label"]) for i, c in enumerate(listed)}
             except (json.JSONDecodeError, KeyError, TypeError):
                 return None
         if folder.name not in indexes[index]:
             return None
-        labels.append(indexes[index][folder.name])
-    return labels
+        cells.append(indexes[index][folder.name])
+    return cells
 
 
 def labels_of(runs: Sequence[Any]) -> list[str]:
     """The sweep's labels where the runs are its cells, else labels made from the configs."""
-    return sweep_labels(runs) or method_labels(runs)
+    cells = _sweep_cells(runs)
+    return [label for _, label in cells] if cells else method_labels(runs)
+
+
+def in_file_order(runs: Sequence[Any]) -> list[Any]:
+    """Cells of a sweep in its benchmark file's order (so setups are listed, and the reference is the first scratch
+    setup, as the file has them); other runs as given."""
+    cells = _sweep_cells(runs)
+    if not cells:
+        return list(runs)
+    return [r for _, r in sorted(zip(cells, runs), key=lambda pair: pair[0][0])]
 
 
 def check_shared_inputs(runs: Sequence[Any]) -> None:

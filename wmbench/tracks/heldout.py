@@ -91,13 +91,14 @@ def batches(episodes: list[Episode], spans: list[tuple[int, int]], length: int, 
 
 
 def _classification(pred: torch.Tensor, label: torch.Tensor, rare: Callable[[torch.Tensor], torch.Tensor]):
-    """Balanced accuracy over the classes present, and precision and recall of the rare classes (a hit: the rare
-    class predicted exactly), with the count of rare steps; precision and recall are None without rare steps."""
+    """Balanced accuracy over the classes present (None with fewer than two: one class is nothing to balance, and
+    "always the common class" would score 1), and precision and recall of the rare classes (a hit: the rare class
+    predicted exactly), with the count of rare steps; precision and recall are None without rare steps."""
     recalls = [(pred[label == c] == c).double().mean().item() for c in label.unique()]
     hits = ((pred == label) & rare(label)).sum().item()
     predicted, actual = rare(pred).sum().item(), rare(label).sum().item()
     return {
-        "balanced_accuracy": float(np.mean(recalls)) if recalls else None,
+        "balanced_accuracy": float(np.mean(recalls)) if len(recalls) > 1 else None,
         "precision": hits / predicted if predicted else (None if not actual else 0.0),
         "recall": hits / actual if actual else None,
         "count": int(actual),

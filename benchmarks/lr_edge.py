@@ -121,6 +121,9 @@ def main() -> None:
     parser.add_argument("edge", type=Path, help="the edge sweep folder")
     parser.add_argument("--out", type=Path, help="also write the tables here (Markdown)")
     args = parser.parse_args()
+    for folder in (args.main, args.edge):
+        if not (folder / "index.json").is_file():
+            parser.error(f"{folder} is not a sweep folder (no index.json)")
     main_cells, edge_cells = finished_cells(args.main), finished_cells(args.edge)
     text = report(main_cells, widened(main_cells, edge_cells))
     print(text, end="")

@@ -13,11 +13,13 @@ frozen tokenizer (its sha256) of their main cell. Held-out data chooses nothing 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from wmbench.files import write_bytes
+from wmbench.report.data_efficiency import in_file_order, labels_of
+from wmbench.report.runs import load_runs
 from wmbench.report.stats import paired_difference
+from wmbench.rundir import find_run_dirs
 
 LOSS = "heldout/loss/observations"
 PAIRS = [("smollm2-full", "smollm2-full-random"), ("smollm2-full", "scratch-matched"),
@@ -26,23 +28,18 @@ PAIRS = [("smollm2-full", "smollm2-full-random"), ("smollm2-full", "scratch-matc
 
 
 def finished_cells(sweep: Path) -> dict[tuple[str, str, int], dict]:
-    """``(label, game, seed) -> summary`` of the sweep's finished cells."""
-    index = json.loads((sweep / "index.json").read_text())
-    out = {}
-    for cell in index["cells"]:
-        path = sweep / "cells" / cell["id"] / "summary.json"
-        if cell["status"] == "finished" and path.is_file():
-            out[(cell["label"], cell["game"], cell["seed"])] = json.loads(path.read_text())
-    return out
+    """``(label, game, seed) -> summary`` of the sweep's finished cells, read as ``wmbench compare`` reads them."""
+    folders, _ = find_run_dirs([sweep / "cells"])
+    runs = in_file_order(load_runs(folders)[0])  # the benchmark file's order, as compare's bootstrap takes games
+    return {(label, r.summary["game"], r.summary["seed"]): r.summary for r, label in zip(runs, labels_of(runs))}
 
 
 def base_label(label: str, labels: set[str]) -> str | None:
     """The main setup an edge label extends (the longest ``<main>-<rate>`` match), or None."""
     for main in sorted(labels, key=len, reverse=True):
-        rest = label[len(main) + 1 :]
         if label.startswith(main + "-"):
             try:
-                float(rest)
+                float(label[len(main) + 1 :])
             except ValueError:
                 continue
             return main

@@ -42,9 +42,9 @@ def test_edge_file_extends_the_main_files_setups_by_one_higher_rate_at_its_large
     assert but(edge.overrides, BUDGETS) == but(main.overrides, BUDGETS)  # the same datasets and frozen tokenizers
     (budgets,) = [o for o in main.overrides if o.startswith(BUDGETS)]
     assert f"{BUDGETS}[{budgets.rsplit(',', 1)[1]}" in edge.overrides  # the largest budget alone
-    setups = {b.label: b for b in main.backbones}
+    setups, module = {b.label: b for b in main.backbones}, lr_edge()
     for b in edge.backbones:
-        base = setups[lr_edge().base_label(b.label, set(setups))]
+        base = setups[module.base_label(b.label, set(setups))]
         assert b.name == base.name and but(b.overrides, LRS) == but(base.overrides, LRS)
         (extra,) = rates(b.overrides)
         mantissa, exponent = f"{extra:.0e}".split("e")
